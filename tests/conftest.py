@@ -1,0 +1,76 @@
+"""Shared fixtures: the real test data (through vcam.testdata) and helpers to need it.
+
+Tests that need ../shared/testdata skip with a reason when it is absent, except under CI=true,
+where missing data is a failure: CI must never go green by skipping the real-data tests.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vcam.testdata import testdata_path
+
+
+def require_path(*parts: str) -> Path:
+    """The test data file or folder, or skip (fail under CI=true) if it is missing."""
+    path = testdata_path(*parts)
+    if not path.exists():
+        message = f"test data missing: {path} (set VCAM_TESTDATA to the shared testdata folder)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def require_tool(name: str) -> str:
+    """An executable on PATH, or skip (fail under CI=true)."""
+    import shutil
+
+    found = shutil.which(name)
+    if not found:
+        message = f"{name} is not installed (CI installs it; locally: apt-get install {name})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    return require_path()
+
+
+@pytest.fixture(scope="session")
+def portraits() -> list[tuple[Path, Path]]:
+    """(image, hand-drawn mask) pairs of the real portrait set."""
+    images = require_path("portraits", "images")
+    masks = require_path("portraits", "masks")
+    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))]
+    assert pairs, f"no portraits in {images}"
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def desk_video() -> Path:
+    return require_path("videos", "desk_typing_960x540.mp4")
+
+
+@pytest.fixture(scope="session")
+def background_image() -> Path:
+    return require_path("backgrounds", "images", "pixabay_porch-691330_1280.jpg")
+
+
+@pytest.fixture(scope="session")
+def background_video() -> Path:
+    return require_path("backgrounds", "videos", "backscrub_retrowave.webm")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Keep the user's real ~/.config and runtime dir out of every test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
+    (home / "run").mkdir(mode=0o700)

@@ -1,0 +1,167 @@
+"""Background sources for the replace/video effects: a solid colour, an image or a looping video.
+
+Each source hands out a BGR uint8 frame of the requested size. Images are scaled to cover the frame and
+centre-cropped (never stretched) once per size and cached; videos decode one frame per output frame into
+a reused buffer and loop at their end.
+"""
+from __future__ import annotations
+
+from vcam.errors import VcamError
+
+import logging
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".gif"}
+
+NAMED_COLORS = {
+    "white": (255, 255, 255), "black": (0, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+    "red": (255, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128),
+    "magenta": (255, 0, 255), "cyan": (0, 255, 255), "yellow": (255, 255, 0),
+}
+
+
+class BackgroundError(VcamError):
+    """A background that cannot be used; the message names the file or the value."""
+
+
+def parse_color(text: str) -> tuple[int, int, int] | None:
+    """'white', '#00ff00', '#0f0' or '0,128,255' (RGB) -> a BGR tuple; None if it is not a colour."""
+    s = text.strip().lower()
+    if s in NAMED_COLORS:
+        r, g, b = NAMED_COLORS[s]
+        return b, g, r
+    m = re.fullmatch(r"#?([0-9a-f]{6}|[0-9a-f]{3})", s)
+    if m and (s.startswith("#") or len(s) == 6 and not Path(text).suffix):
+        h = m.group(1)
+        if len(h) == 3:
+            h = "".join(c * 2 for c in h)
+        r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+        return b, g, r
+    m = re.fullmatch(r"(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})", s)
+    if m and all(int(v) <= 255 for v in m.groups()):
+        r, g, b = (int(v) for v in m.groups())
+        return b, g, r
+    return None
+
+
+def cover_resize(image: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    """Scale `image` to cover (width, height) keeping its aspect, then centre-crop."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    scale = max(w / iw, h / ih)
+    cw, ch = min(iw, max(1, round(w / scale))), min(ih, max(1, round(h / scale)))
+    x0, y0 = (iw - cw) // 2, (ih - ch) // 2
+    crop = image[y0:y0 + ch, x0:x0 + cw]
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(crop, (w, h), dst=dst, interpolation=interp)
+
+
+class Background:
+    """A source of background frames. `frame(size)` may return a shared buffer: don't modify it."""
+
+    label = "background"
+
+    def frame(self, size: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ColorBackground(Background):
+    def __init__(self, bgr: tuple[int, int, int], label: str = "") -> None:
+        self.bgr = bgr
+        self.label = label or "#%02x%02x%02x" % (bgr[2], bgr[1], bgr[0])
+        self._buf: np.ndarray | None = None
+
+    def frame(self, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        if self._buf is None or self._buf.shape[:2] != (h, w):
+            self._buf = np.empty((h, w, 3), np.uint8)
+            self._buf[:] = self.bgr
+        return self._buf
+
+
+class ImageBackground(Background):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.label = str(path)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise BackgroundError(f"{path}: cannot read background image (missing, unreadable or not an image)")
+        self.image = image
+        self._cached: np.ndarray | None = None
+
+    def frame(self, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        if self._cached is None or self._cached.shape[:2] != (h, w):
+            self._cached = cover_resize(self.image, size)
+        return self._cached
+
+
+class VideoBackground(Background):
+    """A looping video; each call to `frame` advances by one frame."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.label = str(path)
+        self._cap = cv2.VideoCapture(str(path))
+        ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
+        if not ok or first is None:
+            self._cap.release()
+            raise BackgroundError(f"{path}: cannot decode background video (missing, unreadable or not a video)")
+        self._pending: np.ndarray | None = first
+        self._raw = first
+        self._buf: np.ndarray | None = None
+
+    def _next_raw(self) -> np.ndarray:
+        if self._pending is not None:
+            raw, self._pending = self._pending, None
+            return raw
+        ok = self._cap.grab() and self._cap.retrieve(self._raw)[0]
+        if not ok:  # end of file (or a broken frame): loop from the start
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok = self._cap.grab() and self._cap.retrieve(self._raw)[0]
+            if not ok:
+                return self._raw  # keep showing the last good frame rather than failing the stream
+        return self._raw
+
+    def frame(self, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        if self._buf is None or self._buf.shape[:2] != (h, w):
+            self._buf = np.empty((h, w, 3), np.uint8)
+        return cover_resize(self._next_raw(), size, dst=self._buf)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_background(spec: str) -> Background:
+    """A colour, an image file or a video file, by what `spec` is."""
+    color = parse_color(spec)
+    if color is not None:
+        return ColorBackground(color, spec.strip())
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise BackgroundError(f"{spec}: background is neither an existing file nor a colour "
+                              f"(use an image/video path, a name like 'white', '#00ff00' or '0,128,255')")
+    if path.is_dir():
+        raise BackgroundError(f"{path}: background is a directory, expected an image or video file")
+    if is_video_path(path):
+        return VideoBackground(path)
+    return ImageBackground(path)

@@ -1,0 +1,51 @@
+"""The `vcam` command: one argparse parser whose subcommands live in their own modules.
+
+Each command module has `register(subparsers)`, which adds its parser and sets `func`. User errors
+(VcamError) become one line on stderr and exit status 2; nothing prints a traceback for them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vcam import __version__
+from vcam.errors import VcamError
+
+# Subcommand modules, in the order `vcam --help` lists them.
+COMMAND_MODULES = [
+    "vcam.apply",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vcam", description="Linux virtual webcam: blur, replace or remove the background behind you.")
+    parser.add_argument("--version", action="version", version=f"vcam {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="settings file (default: ~/.config/vcam/config.toml over config/default.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * verbosity if verbosity else logging.INFO
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except VcamError as e:
+        print(f"vcam: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

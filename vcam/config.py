@@ -1,0 +1,191 @@
+"""Settings: config/default.toml overlaid by the user's file, parsed into typed, validated dataclasses.
+
+The defaults live only in config/default.toml, so the dataclasses below declare types and bounds but no
+values; a key the user sets that the defaults do not have is an error naming the key and the file.
+"""
+from __future__ import annotations
+
+from vcam.errors import VcamError
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+EFFECTS = ("blur", "replace", "video", "desaturate", "transparent", "none")
+SINKS = ("virtualcam", "preview", "file", "null")
+MODELS = ("general", "landscape")
+
+
+class ConfigError(VcamError):
+    """A setting is missing, unknown, mistyped or out of range; the message names key and file."""
+
+
+def _range(lo: float, hi: float) -> dict:
+    return {"range": (lo, hi)}
+
+
+def _choice(*options: str) -> dict:
+    return {"choices": options}
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    source: str
+    width: int = field(metadata=_range(16, 7680))
+    height: int = field(metadata=_range(16, 4320))
+    fps: int = field(metadata=_range(1, 240))
+    mjpg: bool
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    sink: str = field(metadata=_choice(*SINKS))
+    device: str
+    width: int = field(metadata=_range(0, 7680))
+    height: int = field(metadata=_range(0, 4320))
+    fps: int = field(metadata=_range(1, 120))
+    mirror: bool
+    file: str
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    model: str = field(metadata=_choice(*MODELS))
+    model_path: str
+
+
+@dataclass(frozen=True)
+class MatteSettings:
+    threshold: float = field(metadata=_range(0.0, 1.0))
+    edge_width: float = field(metadata=_range(0.0, 1.0))
+    feather: int = field(metadata=_range(0, 64))
+    temporal: float = field(metadata=_range(0.0, 0.95))
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    name: str = field(metadata=_choice(*EFFECTS))
+    background: str
+    blur: int = field(metadata=_range(1, 200))
+    key_color: str
+
+
+@dataclass(frozen=True)
+class BackgroundSettings:
+    paths: list
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    on_demand: bool
+    idle_fps: int = field(metadata=_range(1, 30))
+
+
+@dataclass(frozen=True)
+class Settings:
+    camera: CameraSettings
+    output: OutputSettings
+    segmentation: SegmentationSettings
+    matte: MatteSettings
+    effect: EffectSettings
+    backgrounds: BackgroundSettings
+    daemon: DaemonSettings
+    source_files: tuple = ()
+
+    def replace(self, section: str, **changes: Any) -> "Settings":
+        """A copy with some keys of one section changed (validated like a file would be)."""
+        current = dataclasses.asdict(getattr(self, section))
+        current.update(changes)
+        new_section = _build_section(type(getattr(self, section)), section, current, "<override>")
+        return dataclasses.replace(self, **{section: new_section})
+
+
+def user_config_path() -> Path:
+    """The XDG location of the user's overrides."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vcam" / "config.toml"
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+_PY_TYPES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+
+
+def _check_value(key: str, value: Any, typ: type, meta: dict, origin: str) -> Any:
+    where = f"{origin}: [{key.split('.')[0]}] {key.split('.', 1)[1]}"
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
+        raise ConfigError(f"{where} must be {_PY_TYPES[typ]}, got {value!r}")
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if not lo <= value <= hi:
+            raise ConfigError(f"{where} must be between {lo} and {hi}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if typ is list and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return value
+
+
+def _build_section(cls: type, name: str, values: dict, origin: str):
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in values:
+            raise ConfigError(f"{origin}: [{name}] {f.name} is missing")
+        kwargs[f.name] = _check_value(f"{name}.{f.name}", values[f.name], hints[f.name], dict(f.metadata), origin)
+    return cls(**kwargs)
+
+
+def _section_classes() -> dict[str, type]:
+    hints = get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings) if f.name != "source_files"}
+
+
+def _overlay(base: dict, override: dict, path: Path) -> None:
+    """Apply a user's file onto the defaults, refusing keys and sections the defaults don't have."""
+    for section, values in override.items():
+        if section not in base:
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(f"{path}: unknown key [{section}] {key}")
+            base[section][key] = value
+
+
+def load_settings(path: Path | str | None = None, *, use_user_config: bool = True) -> Settings:
+    """Defaults, then the user's XDG file (if any and no explicit path), then `path`."""
+    raw = _read_toml(DEFAULT_CONFIG)
+    sources = [DEFAULT_CONFIG]
+    if path is not None:
+        overrides = [Path(path)]
+    elif use_user_config and user_config_path().exists():
+        overrides = [user_config_path()]
+    else:
+        overrides = []
+    for override in overrides:
+        _overlay(raw, _read_toml(override), override)
+        sources.append(override)
+    origin = str(sources[-1])
+    sections = {}
+    for name, cls in _section_classes().items():
+        sections[name] = _build_section(cls, name, raw.get(name, {}), origin)
+    return Settings(**sections, source_files=tuple(str(s) for s in sources))

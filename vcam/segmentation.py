@@ -1,0 +1,118 @@
+"""Segmentation stage: MediaPipe selfie segmentation, returning a soft person-confidence mask.
+
+We use the Tasks ImageSegmenter on the .tflite files that mediapipe 0.10.21 ships in its wheel (newer
+releases ship none, and nothing may be downloaded at run time). The mask is returned at the model's
+working resolution as uint8 0..255 confidence; turning it into an alpha matte is the matte stage's job.
+"""
+from __future__ import annotations
+
+from vcam.errors import VcamError
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Model input sizes (height, width): we downscale frames to this aspect ourselves, which is cheaper than
+# handing MediaPipe a full frame and getting a full-size float mask back.
+MODEL_INPUT = {"general": (256, 256), "landscape": (144, 256)}
+
+
+class ModelError(VcamError):
+    """The model file is missing or not a selfie-segmentation model."""
+
+
+def bundled_model_path(model: str) -> Path:
+    """Path of a model file shipped inside the mediapipe wheel."""
+    import mediapipe.modules.selfie_segmentation as pkg
+
+    name = {"general": "selfie_segmentation.tflite", "landscape": "selfie_segmentation_landscape.tflite"}[model]
+    return Path(os.path.dirname(pkg.__file__)) / name
+
+
+def resolve_model_path(model: str, model_path: str = "") -> Path:
+    return Path(model_path).expanduser() if model_path else bundled_model_path(model)
+
+
+def mask_size_for(frame_w: int, frame_h: int, model: str) -> tuple[int, int]:
+    """(width, height) of the working mask: the frame's aspect at about the model's resolution."""
+    mh, mw = MODEL_INPUT.get(model, (256, 256))
+    scale = max(mw / frame_w, mh / frame_h)
+    return max(16, round(frame_w * scale)), max(16, round(frame_h * scale))
+
+
+class Segmenter:
+    """One MediaPipe ImageSegmenter; `video=True` for streams (it needs increasing timestamps).
+
+    Not thread-safe: one Segmenter per worker thread.
+    """
+
+    def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
+        path = resolve_model_path(model, model_path)
+        self.model = model
+        self.path = path
+        self.video = video
+        self._last_ts = -1
+        self._small: np.ndarray | None = None
+        self._rgb: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+        self._segmenter = self._create(path, video)
+
+    @staticmethod
+    def _create(path: Path, video: bool):
+        if not path.is_file():
+            raise ModelError(
+                f"{path}: segmentation model not found; reinstall mediapipe==0.10.21 "
+                f"(the last release that bundles the selfie models) or set [segmentation] model_path")
+        # Imported here: mediapipe is heavy and only the segmenting commands need it.
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.ImageSegmenterOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            output_confidence_masks=True,
+            output_category_mask=False,
+        )
+        try:
+            return vision.ImageSegmenter.create_from_options(options)
+        except (RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "
+                             f"use a MediaPipe selfie segmentation .tflite file") from None
+
+    def close(self) -> None:
+        self._segmenter.close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> np.ndarray:
+        """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
+        import mediapipe as mp
+
+        h, w = frame_bgr.shape[:2]
+        mw, mh = mask_size_for(w, h, self.model)
+        if self._small is None or self._small.shape[:2] != (mh, mw):
+            self._small = np.empty((mh, mw, 3), np.uint8)
+            self._rgb = np.empty((mh, mw, 3), np.uint8)
+            self._mask = np.empty((mh, mw), np.uint8)
+        cv2.resize(frame_bgr, (mw, mh), dst=self._small, interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=self._rgb)
+        if self.video:
+            ts = self._last_ts + 1 if timestamp_ms is None else int(timestamp_ms)
+            ts = max(ts, self._last_ts + 1)  # VIDEO mode rejects non-increasing timestamps
+            self._last_ts = ts
+            result = self._segmenter.segment_for_video(image, ts)
+        else:
+            result = self._segmenter.segment(image)
+        confidence = result.confidence_masks[-1].numpy_view()
+        cv2.convertScaleAbs(confidence, dst=self._mask, alpha=255.0)
+        return self._mask
