@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from vcam import __version__
@@ -19,8 +20,15 @@ COMMAND_MODULES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), like every other vcam error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vcam", description="Linux virtual webcam: blur, replace or remove the background behind you.")
     parser.add_argument("--version", action="version", version=f"vcam {__version__}")
     parser.add_argument("--config", metavar="FILE",
@@ -38,7 +46,16 @@ def setup_logging(verbosity: int) -> None:
                         stream=sys.stderr)
 
 
+def quiet_native_logs() -> None:
+    """OpenCV and FFmpeg print their own warnings for every bad file; our error line already says it.
+    Must run before cv2 is imported (the command modules import it)."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def main(argv: list[str] | None = None) -> int:
+    if "-v" not in sys.argv and "-vv" not in sys.argv and "--verbose" not in sys.argv:
+        quiet_native_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

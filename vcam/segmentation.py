@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from vcam.errors import VcamError
 
+import contextlib
 import logging
 import os
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -20,6 +24,24 @@ log = logging.getLogger(__name__)
 # Model input sizes (height, width): we downscale frames to this aspect ourselves, which is cheaper than
 # handing MediaPipe a full frame and getting a full-size float mask back.
 MODEL_INPUT = {"general": (256, 256), "landscape": (144, 256)}
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """MediaPipe's C++ start-up chatter (EGL, XNNPACK, feedback tensors) goes to fd 2 before absl logging
+    is initialised; route it into our debug log instead of the user's terminal."""
+    sys_fd = 2
+    saved = os.dup(sys_fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), sys_fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, sys_fd)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                log.debug("mediapipe: %s", line)
 
 
 class ModelError(VcamError):
@@ -78,7 +100,9 @@ class Segmenter:
             output_category_mask=False,
         )
         try:
-            return vision.ImageSegmenter.create_from_options(options)
+            with _native_stderr_to_log(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="MessageFactory class is deprecated")
+                return vision.ImageSegmenter.create_from_options(options)
         except (RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "

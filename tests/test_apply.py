@@ -1,0 +1,189 @@
+"""`vcam apply` end to end, as a user runs it: real files in, real files out, clear errors."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def vcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "vcam", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {proc.stderr!r}"
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.fixture(scope="module")
+def portrait(portraits):
+    return portraits[0]
+
+
+def background_region(mask_path: Path, margin: int = 25) -> np.ndarray:
+    truth = (cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    return cv2.erode(1 - truth, kernel).astype(bool)
+
+
+def test_replace_image_with_colour(tmp_path, portrait):
+    out = tmp_path / "out.png"
+    proc = vcam("apply", portrait[0], out, "--effect", "replace", "--background", "#0000ff")
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(out))
+    bg = background_region(portrait[1])
+    close = (np.abs(image[bg].astype(int) - (255, 0, 0)).max(axis=1) <= 3).mean()
+    assert close >= 0.95, f"only {close:.1%} of the clearly-background pixels are the colour"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"], "no temporary files left behind"
+
+
+def test_transparent_png_has_matte_alpha(tmp_path, portrait):
+    out = tmp_path / "cut.png"
+    assert vcam("apply", portrait[0], out, "--effect", "transparent").returncode == 0
+    rgba = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape[2] == 4
+    truth = cv2.imread(str(portrait[1]), cv2.IMREAD_GRAYSCALE) > 127
+    person = rgba[..., 3] >= 128
+    assert (person & truth).sum() / (person | truth).sum() > 0.9
+
+
+def test_mask_effect_writes_grayscale_matte(tmp_path, portrait):
+    out = tmp_path / "m.png"
+    assert vcam("apply", portrait[0], out, "--effect", "mask").returncode == 0
+    matte = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert matte.ndim == 2 and matte.dtype == np.uint8
+    truth = cv2.imread(str(portrait[1]), cv2.IMREAD_GRAYSCALE) > 127
+    person = matte >= 128
+    assert (person & truth).sum() / (person | truth).sum() > 0.9
+
+
+def test_directory_of_images(tmp_path, portraits):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir(), dst.mkdir()
+    for image, _ in portraits[:3]:
+        shutil.copy(image, src / image.name)
+    proc = vcam("apply", src, dst, "--effect", "desaturate")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in dst.iterdir()) == sorted(image.name for image, _ in portraits[:3])
+    for image, mask in portraits[:3]:
+        out = cv2.imread(str(dst / image.name)).astype(int)
+        bg = background_region(mask)
+        # JPEG chroma noise allows a little spread; the original has far more
+        assert np.abs(out[..., 0] - out[..., 2])[bg].mean() < 3
+
+
+def test_video_keeps_fps_size_and_replaces_background(tmp_path, desk_video, background_video):
+    clip = tmp_path / "clip.avi"  # a short real clip: the first 45 frames of the desk video
+    cap = cv2.VideoCapture(str(desk_video))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    ok, frame = cap.read()
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), fps, frame.shape[1::-1])
+    for _ in range(45):
+        writer.write(frame)
+        ok, frame = cap.read()
+    writer.release()
+    cap.release()
+    out = tmp_path / "out.mp4"
+    proc = vcam("apply", clip, out, "--effect", "replace", "--background", "0,255,0")
+    assert proc.returncode == 0, proc.stderr
+    result = cv2.VideoCapture(str(out))
+    assert abs(result.get(cv2.CAP_PROP_FPS) - fps) < 0.01
+    assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 45
+    ok, first = result.read()
+    assert ok and first.shape == frame.shape
+    corner = first[:40, :40].reshape(-1, 3).astype(int)  # top-left: wall behind the woman
+    assert np.median(np.abs(corner - (0, 255, 0))) <= 12
+
+
+def test_video_background_for_video(tmp_path, desk_video):
+    from tests.conftest import require_path
+    from vcam.backgrounds import VideoBackground
+
+    background_video = require_path("backgrounds", "videos", "backscrub_rotating_earth.webm")
+    out = tmp_path / "v.avi"
+    clip = tmp_path / "short.mp4"
+    cap = cv2.VideoCapture(str(desk_video))
+    ok, frame = cap.read()
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, frame.shape[1::-1])
+    for _ in range(30):
+        writer.write(frame)
+        ok, frame = cap.read()
+    writer.release()
+    proc = vcam("apply", clip, out, "--effect", "video", "--background", background_video)
+    assert proc.returncode == 0, proc.stderr
+    result = cv2.VideoCapture(str(out))
+    frames = [result.read()[1] for _ in range(30)]
+    assert all(f is not None for f in frames)
+    source = VideoBackground(background_video)
+    expected = [source.frame(frame.shape[1::-1]).copy() for _ in range(30)]
+    corner = (slice(135, 270), slice(240, 480))  # shelves behind the woman, where the earth turns
+
+    def distance(a, b):
+        return np.abs(a[corner].astype(int) - b[corner]).mean()
+
+    assert distance(expected[0], expected[29]) > 2, "the background clip must move for this test to mean anything"
+    assert distance(frames[0], expected[0]) < distance(frames[0], expected[29])
+    assert distance(frames[29], expected[29]) < distance(frames[29], expected[0]), "background advances per frame"
+
+
+def test_missing_input(tmp_path):
+    assert_clean_error(vcam("apply", tmp_path / "nope.jpg", tmp_path / "o.jpg"), "nope.jpg", "not found")
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_not_an_image(tmp_path):
+    bad = tmp_path / "fake.jpg"
+    bad.write_text("hello")
+    assert_clean_error(vcam("apply", bad, tmp_path / "o.jpg"), "fake.jpg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.jpg"]
+
+
+def test_truncated_image(tmp_path, portrait):
+    data = portrait[0].read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert_clean_error(vcam("apply", cut, tmp_path / "o.jpg"), "cut.jpg")
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_truncated_video(tmp_path, desk_video):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(desk_video.read_bytes()[:2000])
+    assert_clean_error(vcam("apply", cut, tmp_path / "o.mp4"), "cut.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4"]
+
+
+def test_unknown_effect(tmp_path, portrait):
+    assert_clean_error(vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "sparkle"), "--effect", "sparkle")
+
+
+def test_bad_colour(tmp_path, portrait):
+    proc = vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "replace", "--background", "#12345")
+    assert_clean_error(proc, "#12345")
+
+
+def test_bad_background_file(tmp_path, portrait):
+    bad = tmp_path / "bg.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    proc = vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "replace", "--background", bad)
+    assert_clean_error(proc, "bg.png")
+
+
+def test_output_directory_missing(tmp_path, portrait):
+    assert_clean_error(vcam("apply", portrait[0], tmp_path / "no" / "o.jpg"), "does not exist")
+
+
+def test_transparent_needs_alpha_format(tmp_path, portrait):
+    assert_clean_error(vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "transparent"), "o.jpg")

@@ -1,0 +1,166 @@
+"""Pixel checks of every effect on real portraits: behind the person, on the person, and the alpha."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
+from vcam.config import load_settings
+from vcam.engine import Engine, Look
+
+EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
+# The model itself mislabels a little background on some portraits (its IoU is 0.962, not 1), so "behind the
+# person" checks ask that nearly all clearly-background pixels match, not every single one.
+MIN_SHARE = 0.95
+PERSON_SHARE = 0.9  # it also misses a little of the person (dark clothes against dark walls)
+
+
+def share_close(actual: np.ndarray, expected, tol: int = 3) -> float:
+    """Fraction of pixels (rows of BGR values) within `tol` of `expected` in every channel."""
+    diff = np.abs(actual.astype(int) - np.asarray(expected, dtype=int))
+    return float((diff.reshape(len(actual), -1).max(axis=1) <= tol).mean())
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with Engine(load_settings(use_user_config=False), video=False) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def samples(portraits):
+    """A few real portraits with eroded ground-truth regions: clearly background, clearly person."""
+    out = []
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_MARGIN + 1, 2 * EDGE_MARGIN + 1))
+    for image_path, mask_path in portraits[::40]:
+        image = cv2.imread(str(image_path))
+        truth = (cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)
+        background = cv2.erode(1 - truth, kernel).astype(bool)
+        person = cv2.erode(truth, kernel).astype(bool)
+        if background.sum() > 5000:
+            out.append((image, background, person))
+    assert len(out) >= 4
+    return out
+
+
+def test_replace_with_colour_fills_the_background(engine, samples):
+    look = Look(effect="replace", background=ColorBackground((40, 200, 90)))
+    for image, background, person in samples:
+        out = engine.process(image, look)
+        assert share_close(out[background], (40, 200, 90)) >= MIN_SHARE, "behind the person: the colour"
+        assert share_close(out[person], image[person]) >= PERSON_SHARE, "the person must be kept"
+
+
+def test_replace_with_image_shows_the_image_behind(engine, samples, background_image):
+    bg = ImageBackground(background_image)
+    look = Look(effect="replace", background=bg)
+    for image, background, person in samples:
+        out = engine.process(image, look)
+        expected = bg.frame((image.shape[1], image.shape[0]))
+        assert share_close(out[background], expected[background]) >= MIN_SHARE
+        assert share_close(out[person], image[person]) >= PERSON_SHARE
+
+
+def test_default_replacement_is_white(engine, samples):
+    image, background, _ = samples[0]
+    out = engine.process(image, Look(effect="replace"))
+    assert share_close(out[background], (255, 255, 255)) >= MIN_SHARE
+
+
+def test_desaturate_makes_background_gray_and_keeps_person_colour(engine, samples):
+    for image, background, person in samples:
+        out = engine.process(image, Look(effect="desaturate")).astype(int)
+        b, g, r = out[..., 0], out[..., 1], out[..., 2]
+        spread = np.maximum(np.abs(b - g), np.abs(g - r))
+        assert (spread[background] <= 1).mean() >= MIN_SHARE, "R=G=B behind the person"
+        assert np.abs(out[person] - image[person]).mean() < 2
+        assert spread[person].mean() > 5, "the person stays in colour"
+
+
+def high_frequency_energy(image: np.ndarray, region: np.ndarray) -> float:
+    """Mean squared Laplacian: dominated by real edges, not by 8-bit rounding noise."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return float((cv2.Laplacian(gray, cv2.CV_32F) ** 2)[region].mean())
+
+
+def test_blur_removes_background_detail_but_not_the_person(engine, samples):
+    for image, background, person in samples:
+        out = engine.process(image, Look(effect="blur", blur=24)).copy()
+        before, after = high_frequency_energy(image, background), high_frequency_energy(out, background)
+        assert after < 0.2 * before, f"background detail should drop sharply: {before:.2f} -> {after:.2f}"
+        assert share_close(out[person], image[person]) >= PERSON_SHARE
+
+
+def test_stronger_blur_blurs_more(engine, samples):
+    image, background, _ = samples[0]
+    weak = high_frequency_energy(engine.process(image, Look(effect="blur", blur=4)).copy(), background)
+    strong = high_frequency_energy(engine.process(image, Look(effect="blur", blur=60)).copy(), background)
+    assert strong < weak
+
+
+def test_transparent_rgba_alpha_is_the_matte(engine, samples):
+    image, background, person = samples[0]
+    alpha = engine.alpha(image).copy()
+    rgba = engine.compositor.rgba(image, alpha)
+    assert rgba.shape == image.shape[:2] + (4,)
+    assert np.array_equal(rgba[..., 3], alpha)
+    assert np.array_equal(rgba[..., :3], image)
+    assert (rgba[..., 3][background] <= 10).mean() >= 0.9 and (rgba[..., 3][person] >= 245).mean() >= 0.9
+
+
+def test_transparent_live_renders_key_colour(engine, samples):
+    image, background, _ = samples[0]
+    out = engine.process(image, Look(effect="transparent", key_color=(0, 255, 0)))
+    assert share_close(out[background], (0, 255, 0)) >= MIN_SHARE
+
+
+def test_none_is_passthrough(engine, samples):
+    image = samples[0][0]
+    assert np.array_equal(engine.process(image, Look(effect="none")), image)
+
+
+def test_video_background_advances_and_loops(background_video, samples):
+    image = samples[0][0]
+    size = (image.shape[1], image.shape[0])
+    bg = VideoBackground(background_video)
+    cap = cv2.VideoCapture(str(background_video))
+    count = 0
+    while cap.grab():
+        count += 1
+    cap.release()
+    first = bg.frame(size).copy()
+    second = bg.frame(size).copy()
+    assert np.abs(first.astype(int) - second).mean() > 0.5, "consecutive frames differ"
+    for _ in range(count - 2):
+        bg.frame(size)
+    looped = bg.frame(size)
+    assert np.abs(looped.astype(int) - first).mean() < 3, "after the last frame it starts again"
+    bg.close()
+
+
+def test_cover_resize_crops_instead_of_stretching():
+    image = np.zeros((100, 400, 3), np.uint8)
+    image[:, 175:225] = 255  # a centred white band, 1/8 of the width
+    out = cover_resize(image, (200, 200))
+    assert out.shape == (200, 200, 3)
+    white_fraction = (out[100, :, 0] > 127).mean()
+    assert 0.45 <= white_fraction <= 0.55, "the band keeps its aspect: half of the cropped square"
+
+
+def test_image_background_is_resized_once_and_cached(background_image):
+    bg = ImageBackground(background_image)
+    a = bg.frame((640, 360))
+    b = bg.frame((640, 360))
+    assert a is b
+
+
+@pytest.mark.parametrize("text,bgr", [("white", (255, 255, 255)), ("#00ff00", (0, 255, 0)),
+                                      ("#f00", (0, 0, 255)), ("0,128,255", (255, 128, 0))])
+def test_parse_color(text, bgr):
+    assert parse_color(text) == bgr
+
+
+@pytest.mark.parametrize("text", ["#zzz", "300,0,0", "background.png", ""])
+def test_parse_color_rejects(text):
+    assert parse_color(text) is None

@@ -1,0 +1,69 @@
+"""The matte that replace/transparent use, on the real portraits, against the hand-drawn masks."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam.config import load_settings
+from vcam.engine import Engine
+from vcam.segmentation import ModelError, Segmenter, bundled_model_path
+
+
+def mean_iou(portraits, model: str) -> float:
+    settings = load_settings(use_user_config=False).replace("segmentation", model=model)
+    ious = []
+    with Engine(settings, video=False) as engine:
+        for image_path, mask_path in portraits:
+            image = cv2.imread(str(image_path))
+            truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127
+            person = engine.alpha(image) >= 128
+            ious.append(np.logical_and(person, truth).sum() / np.logical_or(person, truth).sum())
+    return float(np.mean(ious))
+
+
+def test_general_model_matte_iou_on_all_portraits(portraits):
+    iou = mean_iou(portraits, "general")
+    print(f"\nvcam matte, general model, {len(portraits)} portraits: mean IoU {iou:.4f}")
+    assert len(portraits) >= 200
+    assert iou >= 0.96
+
+
+def test_landscape_model_is_selectable_and_sound(portraits):
+    iou = mean_iou(portraits[::4], "landscape")
+    print(f"\nvcam matte, landscape model, {len(portraits[::4])} portraits: mean IoU {iou:.4f}")
+    assert iou >= 0.94
+
+
+def test_both_bundled_models_ship_with_mediapipe():
+    for model in ("general", "landscape"):
+        assert bundled_model_path(model).is_file()
+
+
+def test_confidence_mask_is_soft_not_thresholded(portraits):
+    image = cv2.imread(str(portraits[0][0]))
+    with Segmenter("general") as seg:
+        confidence = seg.segment(image)
+    assert confidence.dtype == np.uint8
+    soft = np.count_nonzero((confidence > 10) & (confidence < 245))
+    assert soft > 0.005 * confidence.size, "expected a soft band of intermediate confidences at the edges"
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        Segmenter("general", str(tmp_path / "nope.tflite"))
+
+
+def test_incompatible_model_file_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"this is not a flatbuffer" * 100)
+    with pytest.raises(ModelError, match="bogus.tflite"):
+        Segmenter("general", str(bogus))
+
+
+def test_video_mode_accepts_repeated_timestamps(portraits):
+    image = cv2.imread(str(portraits[0][0]))
+    with Segmenter("general", video=True) as seg:
+        first = seg.segment(image, 100).copy()
+        second = seg.segment(image, 100)  # same timestamp again: must not raise
+    assert np.abs(first.astype(int) - second.astype(int)).mean() < 2
