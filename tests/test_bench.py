@@ -1,0 +1,36 @@
+"""`vcam bench --json` runs the real pipeline (real MJPG decode, model, compositing) and reports every
+figure the issue asks for. Timings themselves are not asserted: that is what the bench is for."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_json_reports_all_figures(desk_video):
+    r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--video", str(desk_video), "--sizes", "640x360",
+                        "--effects", "blur,none", "--frames", "30", "--seconds", "1.5", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    rows = report["results"]
+    assert [(row["size"], row["effect"]) for row in rows] == [("640x360", "blur"), ("640x360", "none")]
+    blur, none = rows
+    for row in rows:
+        assert row["uncapped_fps"] > 0 and row["cpu_pct_30fps"] > 0 and row["peak_rss_mb"] >= row["rss_mb"] > 50
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
+        assert 20 <= row["fps_30"] <= 36  # paced like a 30 fps camera
+        assert row["ms"]["read"] > 0 and row["ms"]["convert"] > 0
+    # The stages really ran for blur and were skipped for none.
+    assert blur["ms"]["segment"] > 0 and blur["ms"]["composite"] > 0
+    assert none["ms"]["segment"] == 0 and none["ms"]["composite"] == 0
+
+
+def test_bench_bad_size_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--sizes", "big"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["vcam: error: --sizes: 'big' is not WIDTHxHEIGHT"]

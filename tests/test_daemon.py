@@ -1,0 +1,309 @@
+"""`vcam run` end to end: a real daemon subprocess, the real desk video as its camera, pyvirtualcam's real
+native v4l2loopback backend writing into a fake device (tests/fake_v4l2/shim.c, LD_PRELOADed).
+
+The shim records every write (time, size) and keeps the latest frame, so we can look at what a video-call
+app would have received.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+VCAM = [sys.executable, "-m", "vcam"]
+MAGENTA_BGR = np.array([255, 0, 255])
+W, H = 640, 360
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory) -> Path:
+    """tests/fake_v4l2/shim.c compiled with the real gcc."""
+    gcc = require_tool("gcc")
+    out = tmp_path_factory.mktemp("shim") / "fake_v4l2.so"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out),
+                    str(ROOT / "tests" / "fake_v4l2" / "shim.c"), "-ldl", "-lpthread"], check=True)
+    return out
+
+
+class FakeCam:
+    """A fake /dev/videoN (a plain file) plus what the shim recorded about it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.device = directory / "video10"
+        self.device.touch()
+
+    def env(self, shim: Path) -> dict:
+        return {"LD_PRELOAD": str(shim), "FAKE_V4L2_DEVICE": str(self.device), "FAKE_V4L2_DIR": str(self.dir)}
+
+    def writes(self) -> list[tuple[float, int]]:
+        path = self.dir / "writes.log"
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                rows.append((int(parts[0]) / 1e9, int(parts[1])))
+        return rows
+
+    def formats(self) -> list[str]:
+        path = self.dir / "format"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def frame(self) -> np.ndarray:
+        """The latest frame, I420 -> BGR."""
+        raw = np.fromfile(self.dir / "frame.raw", np.uint8)
+        assert raw.size == W * H * 3 // 2, raw.size
+        return cv2.cvtColor(raw.reshape(H * 3 // 2, W), cv2.COLOR_YUV2BGR_I420)
+
+    def wait_writes(self, n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.writes()) < n:
+            assert time.monotonic() < deadline, f"only {len(self.writes())} frames arrived in {timeout} s"
+            time.sleep(0.1)
+
+
+def corners_are(frame: np.ndarray, bgr: np.ndarray, tol: int = 12) -> bool:
+    """Both top corners (background in the desk video: the woman sits right of centre, below the top)."""
+    patches = [frame[4:40, 4:60], frame[4:40, W - 200:W - 150]]
+    return all(np.abs(p.reshape(-1, 3).mean(0) - bgr).max() <= tol for p in patches)
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.05) -> float:
+    """Seconds until predicate() was true; fails after `timeout`."""
+    t0 = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - t0 < timeout, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(step)
+    return time.monotonic() - t0
+
+
+def holds_open(pid: int, path: Path) -> bool:
+    """Does process `pid` have `path` open (the real check that the camera is released)?"""
+    target = os.stat(path)
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            st = os.stat(fd)
+        except OSError:
+            continue
+        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+            return True
+    return False
+
+
+def write_config(path: Path, source: Path, device: Path, *, on_demand: bool, fps: int = 30) -> Path:
+    path.write_text(f"""
+[camera]
+source = "{source}"
+[output]
+sink = "virtualcam"
+device = "{device}"
+width = {W}
+height = {H}
+fps = {fps}
+[effect]
+name = "replace"
+background = "#ff00ff"
+[daemon]
+on_demand = {str(on_demand).lower()}
+idle_fps = 5
+""")
+    return path
+
+
+def start_daemon(config: Path, extra_env: dict) -> subprocess.Popen:
+    env = dict(os.environ, **extra_env)
+    env.pop("DISPLAY", None)  # hotkeys are tested elsewhere
+    return subprocess.Popen([*VCAM, "--config", str(config), "-v", "run"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_daemon(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[float, int, str]:
+    """Send `sig`; (seconds to exit, exit status, stderr)."""
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    elapsed = time.monotonic() - t0
+    return elapsed, rc, proc.stderr.read()
+
+
+@pytest.fixture
+def daemon_guard():
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path, daemon_guard):
+    fake = FakeCam(tmp_path)
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(10)
+    config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
+    proc = start_daemon(config, {**fake.env(shim), "NOTIFY_SOCKET": str(notify_path)})
+    daemon_guard.append(proc)
+
+    # systemd's READY=1 arrives over the real notify socket.
+    messages = []
+    while not any("READY=1" in m for m in messages):
+        messages.append(notify.recv(4096).decode())
+    fake.wait_writes(10, timeout=20)
+
+    # The format pyvirtualcam's real backend negotiated: the configured size, I420 ("YU12").
+    assert fake.formats() == [f"{W} {H} YU12"]
+    assert {size for _, size in fake.writes()} == {W * H * 3 // 2}
+
+    # The effect is in the frames: the desk video's background (top corners) is now magenta...
+    wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "magenta background")
+    frame = fake.frame()
+    # ...and the person is not: the centre-right of the frame (her white coat) is far from magenta.
+    coat = frame[int(H * 0.6):int(H * 0.8), int(W * 0.6):int(W * 0.75)].reshape(-1, 3).mean(0)
+    assert np.abs(coat - MAGENTA_BGR).max() > 80, coat
+
+    # The send rate holds the configured 30 fps over 3 s.
+    n0 = len(fake.writes())
+    time.sleep(3.0)
+    rows = fake.writes()[n0:]
+    rate = (len(rows) - 1) / (rows[-1][0] - rows[0][0])
+    assert 30 * 0.6 <= rate <= 30 * 1.15, f"send rate {rate:.1f} fps"
+
+    # STATUS reports fps and the effect, with watchdog pings.
+    deadline = time.monotonic() + 6
+    while not any("STATUS=" in m and "fps" in m and "replace" in m for m in messages):
+        assert time.monotonic() < deadline, messages
+        messages.append(notify.recv(4096).decode())
+    assert any("WATCHDOG=1" in m for m in messages)
+
+    elapsed, rc, err = stop_daemon(proc, signal.SIGTERM)
+    assert rc == 0, err
+    assert elapsed < 1.0, f"exit took {elapsed:.2f} s"
+    assert "Traceback" not in err
+
+
+def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_guard):
+    fake = FakeCam(tmp_path)
+    source = tmp_path / "camera.mp4"
+    source.symlink_to(desk_video)
+    away = tmp_path / "unplugged.mp4"
+    proc = start_daemon(write_config(tmp_path / "c.toml", source, fake.device, on_demand=False), fake.env(shim))
+    daemon_guard.append(proc)
+    fake.wait_writes(5, timeout=20)
+    wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "live picture")
+
+    source.rename(away)  # "unplug" the camera
+    t_unplug = time.monotonic()
+    n_unplug = len(fake.writes())
+    # The device keeps getting frames, and soon shows the "camera unavailable" placeholder.
+    from vcam.placeholder import BACKGROUND_BGR
+    wait_for(lambda: corners_are(fake.frame(), np.array(BACKGROUND_BGR), tol=6), 4, "placeholder")
+    time.sleep(1.0)
+    rows = fake.writes()[n_unplug:]
+    assert len(rows) >= 5 * (time.monotonic() - t_unplug) * 0.6, "the device starved while unplugged"
+    assert proc.poll() is None
+
+    away.rename(source)  # plug it back in: the picture resumes without a restart
+    wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 6, "picture after replug")
+    assert proc.poll() is None
+
+    elapsed, rc, err = stop_daemon(proc, signal.SIGINT)
+    assert rc == 0, err
+    assert elapsed < 1.0
+    assert "unavailable" in err or "disappeared" in err
+
+
+def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path, daemon_guard):
+    fake = FakeCam(tmp_path)
+    source = tmp_path / "camera.mp4"
+    shutil.copyfile(desk_video, source)  # our own inode, so holding it open is unambiguous
+    proc = start_daemon(write_config(tmp_path / "c.toml", source, fake.device, on_demand=True), fake.env(shim))
+    daemon_guard.append(proc)
+
+    # No reader: the placeholder goes out at the low idle rate and the camera is not held.
+    fake.wait_writes(6, timeout=20)
+    assert not holds_open(proc.pid, source)
+    assert not corners_are(fake.frame(), MAGENTA_BGR)
+    rows = fake.writes()[-6:]
+    idle_rate = (len(rows) - 1) / (rows[-1][0] - rows[0][0])
+    assert idle_rate < 10, f"idle placeholder sent at {idle_rate:.1f} fps"
+
+    # An application opens the virtual camera: the picture resumes within about a second.
+    with open(fake.device, "rb"):
+        took = wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 3, "live picture for the reader")
+        assert took < 1.5, f"resumed after {took:.2f} s"
+        assert holds_open(proc.pid, source)
+    # The reader is gone: after the linger the webcam is released again (its light would go off).
+    wait_for(lambda: not holds_open(proc.pid, source), 6, "camera release")
+    wait_for(lambda: not corners_are(fake.frame(), MAGENTA_BGR), 2, "placeholder after release")
+
+    elapsed, rc, err = stop_daemon(proc)
+    assert rc == 0, err
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("case", ["missing", "permission"])
+def test_unusable_device_is_one_line_with_the_fix(case, shim, desk_video, tmp_path):
+    fake = FakeCam(tmp_path)
+    env = dict(os.environ, **fake.env(shim))
+    env.pop("DISPLAY", None)
+    if case == "missing":
+        device = tmp_path / "no-such-video10"
+        env.pop("LD_PRELOAD")  # the real libc open: ENOENT
+    else:
+        device = fake.device
+        env["FAKE_V4L2_ERRNO"] = "13"  # EACCES, as for a user outside the video group
+    r = subprocess.run([*VCAM, "run", "--source", str(desk_video), "--device", str(device)], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    line = errors[0]
+    assert str(device) in line
+    if case == "missing":
+        assert 'modprobe v4l2loopback exclusive_caps=1 card_label="Virtual Camera" video_nr=10' in line
+    else:
+        assert "usermod -aG video" in line
+
+
+def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, daemon_guard):
+    xvfb, xdotool = require_tool("Xvfb"), require_tool("xdotool")
+    display = ":88"
+    server = subprocess.Popen([xvfb, display, "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        env = dict(os.environ, DISPLAY=display)
+        proc = subprocess.Popen([*VCAM, "run", "--source", str(desk_video), "--sink", "preview", "--no-on-demand"],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        daemon_guard.append(proc)
+
+        def window() -> bool:
+            r = subprocess.run([xdotool, "search", "--name", "vcam preview"], env=env, capture_output=True)
+            return r.returncode == 0 and bool(r.stdout.strip())
+
+        wait_for(window, 20, "the preview window", step=0.2)
+        elapsed, rc, err = stop_daemon(proc)
+        assert rc == 0, err
+        assert elapsed < 1.0
+    finally:
+        server.terminate()
+        server.wait(5)

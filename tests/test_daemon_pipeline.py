@@ -1,0 +1,146 @@
+"""The Pipeline API the control paths build on, in-process: pause, mirror, reconfigure, the file sink.
+
+Real parts throughout: a real portrait (a still image is a looped camera source, so frames are
+deterministic), the real model, the real mp4 writer and decoder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam.config import load_settings
+from vcam.engine import look_from_settings
+from vcam.errors import VcamError
+from vcam.live import LiveState, LiveStateHolder
+from vcam.pipeline import Pipeline
+
+
+def holds_open(path: Path) -> bool:
+    target = os.stat(path)
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            st = os.stat(fd)
+        except OSError:
+            continue
+        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+            return True
+    return False
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def make_settings(tmp_path: Path, source: Path, **output):
+    s = load_settings(use_user_config=False)
+    s = s.replace("camera", source=str(source), fps=30)
+    s = s.replace("output", **{"sink": "null", "width": 0, "height": 0, "fps": 30, "file": str(tmp_path / "o.mp4"),
+                               **output})
+    s = s.replace("effect", name="replace", background="#ff00ff")
+    return s.replace("daemon", on_demand=False, idle_fps=5)
+
+
+def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
+    source = tmp_path / "cam.mp4"
+    shutil.copyfile(desk_video, source)
+    s = make_settings(tmp_path, source, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 10, 10, "live frames")
+        assert holds_open(source)
+        holder.update(lambda st: st.with_changes(paused=True))
+        wait_for(lambda: p.status()["camera"] == "released" and not holds_open(source), 1.5, "release")
+        n0 = p.frames_sent
+        time.sleep(1.0)
+        sent = p.frames_sent - n0
+        assert 3 <= sent <= 8, f"{sent} placeholder frames in 1 s at idle_fps 5"
+        st = p.status()
+        assert st["paused"] is True and st["camera"] == "released"
+        holder.update(lambda st: st.with_changes(paused=False))
+        wait_for(lambda: p.status()["camera"] == "ok" and holds_open(source), 2, "camera back")
+        n1 = p.frames_sent
+        time.sleep(1.0)
+        assert p.frames_sent - n1 >= 18  # live rate again
+        st = p.status()
+        assert st["latency_ms_p50"] is not None and st["latency_ms_p95"] >= st["latency_ms_p50"]
+        assert st["effect"] == "replace" and st["background"] == "#ff00ff" and st["on_demand"] == "off"
+    assert not holds_open(source)
+    p.stop()  # idempotent
+
+
+def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_path, desk_video):
+    source = tmp_path / "cam.mp4"
+    shutil.copyfile(desk_video, source)
+    s = make_settings(tmp_path, source, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_sent > 5, 10, "frames")
+        # [output] changed: new size, same camera (still open, never released).
+        p.reconfigure(s.replace("output", width=640, height=360))
+        assert p.status()["size"] == [640, 360] and p.settings.output.width == 640
+        wait_for(lambda: p.stats.ms["composite"] and p._engine.compositor._size == (360, 640), 3, "new size")
+        # A bad [camera] is refused; the old camera keeps running.
+        bad = p.settings.replace("camera", source=str(tmp_path / "missing.mp4"))
+        with pytest.raises(VcamError, match="missing.mp4"):
+            p.reconfigure(bad)
+        assert p.settings.camera.source == str(source)
+        n0 = p.frames_sent
+        wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > n0 + 10, 3, "old camera running")
+        # [matte] changes reach the look between frames.
+        p.reconfigure(p.settings.replace("matte", threshold=0.6))
+        assert holder.get().look.matte.threshold == 0.6
+
+
+def test_file_sink_mirror_and_effect(tmp_path, portraits):
+    image, _mask = portraits[0]
+    s = make_settings(tmp_path, image, sink="file")
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s), mirror=False))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_sent >= 20, 10, "plain frames")
+        holder.update(lambda st: st.with_changes(mirror=True))
+        n0 = p.frames_sent
+        wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
+        assert not (tmp_path / "o.mp4").exists()  # written to a temporary file until closed
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    src = cv2.imread(str(image))
+    assert len(frames) >= 35 and frames[0].shape == src.shape  # output size 0 = the camera's
+    plain, mirrored = frames[15].astype(int), frames[-1].astype(int)
+    # The effect: the portrait's top corners (background) are magenta.
+    for corner in (plain[:20, :20], plain[:20, -20:]):
+        assert np.abs(corner.reshape(-1, 3).mean(0) - [255, 0, 255]).max() < 20
+    # The mirror: the last frames are the first ones flipped left-right.
+    assert np.abs(mirrored - plain[:, ::-1]).mean() < 4
+    assert np.abs(mirrored - plain).mean() > 4 * np.abs(mirrored - plain[:, ::-1]).mean()
+
+
+def test_a_failing_frame_never_stops_the_pipeline(tmp_path, desk_video, caplog):
+    s = make_settings(tmp_path, desk_video, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    good = holder.get().look
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_processed > 5, 10, "frames")
+        holder.update(lambda st: st.with_changes(look=good.with_changes(effect="no-such-effect")))
+        time.sleep(0.5)
+        n0, k0 = p.frames_sent, p.frames_processed
+        time.sleep(0.5)
+        assert p.frames_processed == k0  # every frame fails in the compositor...
+        assert p.frames_sent > n0  # ...but the device keeps getting frames
+        assert "frame failed" in caplog.text
+        holder.update(lambda st: st.with_changes(look=good))
+        wait_for(lambda: p.frames_processed > k0 + 10, 3, "recovery")
+        assert p.status()["camera"] == "ok"

@@ -1,0 +1,103 @@
+"""`vcam doctor` and `vcam setup` on this machine: no v4l2loopback module, no /dev/video*, the real desk
+video as camera, the real model, and a real Xvfb for the display check."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+VCAM = [sys.executable, "-m", "vcam"]
+
+
+def doctor(config: Path, env_changes: dict) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("DISPLAY", None)
+    env.update(env_changes)
+    return subprocess.run([*VCAM, "--config", str(config), "doctor"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def lines_about(out: str, word: str) -> list[str]:
+    return [line for line in out.splitlines() if word in line]
+
+
+@pytest.fixture
+def config(tmp_path, desk_video) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[camera]\nsource = "{desk_video}"\n[output]\ndevice = "{tmp_path / "video10"}"\n')
+    return path
+
+
+def test_doctor_reports_each_problem_with_its_fix(config, tmp_path, desk_video):
+    r = doctor(config, {})
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = r.stdout
+    if not Path("/sys/module/v4l2loopback").exists():
+        (module,) = lines_about(out, "v4l2loopback kernel module")
+        assert module.startswith("FIX") and "exclusive_caps=1" in module and "modprobe" in module
+    (device,) = lines_about(out, str(tmp_path / "video10"))
+    assert device.startswith("FIX") and "does not exist" in device and 'card_label="Virtual Camera"' in device
+    (camera,) = lines_about(out, f"camera {desk_video}")
+    assert camera.startswith("ok") and "960x540" in camera  # the real video decoded
+    (model,) = lines_about(out, "segmentation model")
+    assert model.startswith("ok")
+    (display,) = lines_about(out, "display")
+    assert display.startswith("FIX") and "hotkeys" in display
+    assert "Traceback" not in r.stderr
+
+
+def test_doctor_camera_missing_and_x_display_present(tmp_path):
+    xvfb = require_tool("Xvfb")
+    display = ":87"
+    server = subprocess.Popen([xvfb, display, "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[camera]\nsource = "{tmp_path / "gone.mp4"}"\n[output]\nsink = "null"\n')
+        # Wait until the X server accepts connections (the doctor must see it answer).
+        for _ in range(20):
+            r = doctor(cfg, {"DISPLAY": display})
+            if "ok   X display" in r.stdout:
+                break
+            time.sleep(0.25)
+        out = r.stdout
+        assert f"ok   X display {display}" in out
+        (camera,) = [line for line in out.splitlines() if line.startswith(("ok   camera", "FIX  camera"))]
+        assert camera.startswith("FIX") and "gone.mp4" in camera and "not found" in camera
+        assert "sink = null" in out
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def test_setup_dry_run_installs_the_shipped_config(tmp_path):
+    r = subprocess.run([*VCAM, "setup", "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "/etc/modprobe.d/vcam.conf" in r.stdout and "/etc/modules-load.d/vcam.conf" in r.stdout
+    assert "modprobe v4l2loopback" in r.stdout
+    conf = (ROOT / "config" / "v4l2loopback" / "vcam.conf").read_text()
+    options = [line for line in conf.splitlines() if line.startswith("options")]
+    assert options == ['options v4l2loopback devices=1 video_nr=10 exclusive_caps=1 card_label="Virtual Camera"']
+
+
+def test_setup_service_writes_a_notify_unit_running_this_vcam(tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path))
+    env.pop("SUDO_USER", None)
+    r = subprocess.run([*VCAM, "setup", "--service", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and not (tmp_path / "systemd").exists()  # dry run writes nothing
+    r = subprocess.run([*VCAM, "setup", "--service"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    unit = (tmp_path / "systemd" / "user" / "vcam.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    binary = exec_start.split("=", 1)[1].split()[0]
+    assert os.access(binary, os.X_OK) and exec_start.endswith(" run")

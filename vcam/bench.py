@@ -1,0 +1,227 @@
+"""`vcam bench`: the real live pipeline on a video file, null sink, per effect and output size.
+
+Why a prepared clip: a USB webcam delivers MJPG at the capture size, so we first re-encode a few seconds
+of the source video as MJPG at each size; the "read" stage then costs what decoding a real webcam's
+frames costs. Each (size, effect) runs the real Pipeline twice:
+  * uncapped: frames read as fast as they decode, every new frame sent -> the pipeline's max fps;
+  * 30 fps: the clip paced at 30 fps like a camera -> CPU% of one core (process CPU time, all threads,
+    MediaPipe's included, per processed frame x 30), capture-to-send latency p50/p95, per-stage ms.
+The null sink converts BGR->I420 (cv2, like libyuv in pyvirtualcam): the "convert" stage.
+RSS is measured while the 30 fps run is going; peak RSS is the process's high-water mark so far (it only
+grows over the run, so later cases inherit earlier ones' peak).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from vcam.config import EFFECTS, load_settings
+from vcam.engine import look_from_settings
+from vcam.errors import VcamError
+from vcam.live import LiveState, LiveStateHolder
+from vcam.pipeline import Pipeline
+from vcam.testdata import testdata_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZES = "1280x720,1920x1080"
+TARGETS = "targets (blur): 720p30 <= 35% of one core, latency p95 <= 15 ms, uncapped 720p >= 100 fps, " \
+          "1080p30 <= 60% of one core"
+
+
+class BenchError(VcamError):
+    pass
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="measure the live pipeline's speed (null sink)",
+                              description="Run the real live pipeline on a video file with the null sink, per "
+                                          "effect and output size, and print per-stage ms, uncapped fps, CPU% "
+                                          "at 30 fps, latency and memory. " + TARGETS)
+    p.add_argument("--video", metavar="FILE", help="source video (default: the desk video in the test data)")
+    p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"output sizes WxH,... (default {DEFAULT_SIZES})")
+    p.add_argument("--effects", default=",".join(EFFECTS), help="effects to run, comma-separated")
+    p.add_argument("--frames", type=int, default=150, help="frames in the prepared clip / uncapped run")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of the 30 fps run per case")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            w, h = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise BenchError(f"--sizes: {part!r} is not WIDTHxHEIGHT") from None
+        if not (16 <= w <= 7680 and 16 <= h <= 4320):
+            raise BenchError(f"--sizes: {part!r} is out of range")
+        sizes.append((w - w % 2, h - h % 2))
+    return sizes
+
+
+def prepare_clip(video: Path, size: tuple[int, int], frames: int, directory: Path) -> Path:
+    """`frames` frames of `video` scaled to `size`, MJPG in AVI: what a USB webcam sends."""
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise BenchError(f"{video}: cannot decode the benchmark video")
+    out = directory / f"clip_{size[0]}x{size[1]}.avi"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    n = 0
+    while n < frames:
+        ok, frame = cap.read()
+        if not ok:
+            if n == 0:
+                raise BenchError(f"{video}: no frames")
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR))
+        n += 1
+    writer.release()
+    cap.release()
+    return out
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: dict, frames: int,
+             seconds: float) -> dict:
+    w, h = size
+    s = base.replace("camera", source=str(clip), width=w, height=h, fps=30)
+    s = s.replace("output", sink="null", width=w, height=h, fps=30)
+    s = s.replace("effect", name=effect, background=backgrounds.get(effect, ""))
+    s = s.replace("daemon", on_demand=False)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    row: dict = {"size": f"{w}x{h}", "effect": effect}
+
+    # Uncapped: how fast can the pipeline go?
+    with Pipeline(s, holder, pace_source=False, uncapped=True, sink_options={"convert": True}) as p:
+        _wait_frames(p, 10, 30)
+        n0, t0 = p.frames_sent, time.perf_counter()
+        _wait_frames(p, n0 + frames, 120)
+        row["uncapped_fps"] = round((p.frames_sent - n0) / (time.perf_counter() - t0), 1)
+
+    # Paced like a 30 fps camera: CPU, latency, stages.
+    with Pipeline(s, holder, sink_options={"convert": True}) as p:
+        _wait_frames(p, 15, 30)
+        p.stats.reset()
+        p._capture.read_ms.clear()
+        c0, t0, n0, k0 = cpu_seconds(), time.perf_counter(), p.frames_sent, p.frames_processed
+        time.sleep(seconds)
+        wall, cpu, processed = time.perf_counter() - t0, cpu_seconds() - c0, p.frames_processed - k0
+        row["fps_30"] = round((p.frames_sent - n0) / wall, 1)
+        # CPU per processed frame x 30: a loaded machine that drops frames doesn't look cheaper.
+        row["cpu_pct_30fps"] = round(100.0 * cpu / max(1, processed) * 30, 1)
+        st = p.status()
+        row["latency_ms_p50"], row["latency_ms_p95"] = st["latency_ms_p50"], st["latency_ms_p95"]
+        ms = p.stats.ms
+        row["ms"] = {"read": _mean(p._capture.read_ms), "resize": _mean(ms["resize"]),
+                     "segment": _mean(ms["segment"]), "matte": _mean(ms["matte"]),
+                     "composite": _mean(ms["composite"]), "convert": _mean(ms["send"])}
+        row["dropped"] = st["frames_dropped"]
+        row["rss_mb"] = round(current_rss_mb(), 1)
+    row["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    look = holder.get().look
+    if look.background is not None:
+        look.background.close()
+    return row
+
+
+def _wait_frames(p: Pipeline, n: int, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while p.frames_sent < n:
+        if time.perf_counter() > deadline:
+            raise BenchError(f"pipeline sent only {p.frames_sent} frames in {timeout} s: {p.status()}")
+        time.sleep(0.01)
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'size':>9} {'effect':<11} {'read':>5} {'segm':>5} {'matte':>5} {'comp':>5} {'conv':>5} "
+            f"{'uncap':>6} {'fps':>4} {'cpu@30':>6} {'p50':>5} {'p95':>5} {'rss':>6}")
+    lines = [head, "-" * len(head)]
+
+    def f(v, spec=".1f"):
+        return format(v, spec) if v is not None else "-"
+
+    for r in rows:
+        m = r["ms"]
+        lines.append(f"{r['size']:>9} {r['effect']:<11} {f(m['read']):>5} {f(m['segment']):>5} {f(m['matte']):>5} "
+                     f"{f(m['composite']):>5} {f(m['convert']):>5} {f(r['uncapped_fps'], '.0f'):>6} {f(r['fps_30'], '.0f'):>4} "
+                     f"{f(r['cpu_pct_30fps'], '.0f'):>5}% {f(r['latency_ms_p50']):>5} {f(r['latency_ms_p95']):>5} "
+                     f"{f(r['rss_mb'], '.0f'):>4}MB {f(r['peak_rss_mb'], '.0f'):>4}MB")
+    lines.append("stage columns: mean ms per frame; uncap: uncapped fps; fps: achieved in the 30 fps run; cpu@30: % of one core at 30 fps; "
+                 "p50/p95: capture-to-send latency ms; rss: resident memory during the run, peak: process high-water mark")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    sizes = parse_sizes(args.sizes)
+    effects = [e.strip() for e in args.effects.split(",") if e.strip()]
+    for e in effects:
+        if e not in EFFECTS:
+            raise BenchError(f"--effects: unknown effect {e!r} (one of {', '.join(EFFECTS)})")
+    if args.frames < 10:
+        raise BenchError("--frames must be at least 10")
+    video = Path(args.video) if args.video else testdata_path("videos", "desk_typing_960x540.mp4")
+    if not video.is_file():
+        raise BenchError(f"{video}: benchmark video not found (pass --video FILE or set VCAM_TESTDATA)")
+    base = load_settings(args.config)
+    backgrounds = {"replace": "white", "video": ""}
+    image = testdata_path("backgrounds", "images", "pixabay_porch-691330_1280.jpg")
+    clip = testdata_path("backgrounds", "videos", "backscrub_retrowave.webm")
+    if image.is_file():
+        backgrounds["replace"] = str(image)
+    if clip.is_file():
+        backgrounds["video"] = str(clip)
+    elif "video" in effects:
+        effects.remove("video")
+        log.warning("no background video in the test data: skipping the video effect")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vcam-bench-") as tmp:
+        cases = [(size, effect) for size in sizes for effect in effects]
+        clips = {}
+        for size, effect in tqdm(cases, desc="bench", unit="case", disable=args.json or not sys.stderr.isatty()):
+            if size not in clips:
+                clips[size] = prepare_clip(video, size, args.frames, Path(tmp))
+            rows.append(run_case(base, clips[size], size, effect, backgrounds, args.frames, args.seconds))
+    if args.json:
+        print(json.dumps({"cpu_count": _cpus(), "targets": TARGETS, "results": rows}, indent=2))
+    else:
+        print(f"vcam bench: {video.name}, {_cpus()} CPUs, null sink, {args.frames} frames uncapped, "
+              f"{args.seconds:g} s at 30 fps per case")
+        print(format_table(rows))
+        print(TARGETS)
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))

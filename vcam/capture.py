@@ -1,0 +1,334 @@
+"""Capture stage: the camera (or a looped video/image file) read on its own thread into a one-slot handoff.
+
+Why one slot: a live picture must show the newest frame. If the worker falls behind, an older frame
+still waiting is replaced (and counted as dropped) rather than queued, so latency never grows.
+Why a thread: cv2 reads block for a frame time and release the GIL, so reading overlaps compositing.
+The thread survives the camera going away: it reports "unavailable" and reopens with backoff.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcam.backgrounds import is_image_path
+from vcam.config import CameraSettings
+from vcam.errors import VcamError
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.25
+BACKOFF_MAX_S = 3.0
+FILE_CHECK_INTERVAL_S = 0.25  # how often a file source checks it still exists (an "unplug" of a file)
+
+
+class CameraError(VcamError):
+    """The camera (or source file) cannot be opened or read; the message names it."""
+
+
+@dataclass
+class Frame:
+    """A captured frame: the pixels, when they were captured (perf_counter s) and a sequence number."""
+
+    image: np.ndarray
+    t_capture: float
+    seq: int
+
+
+class OneSlot:
+    """A one-frame mailbox between two threads: put() replaces, take() gets the newest.
+
+    Buffers circulate instead of being allocated: put() hands back a buffer the producer may overwrite
+    (the dropped frame's or one the consumer returned), take() accepts the consumer's previous buffer.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Frame | None = None
+        self._spare: list[np.ndarray] = []
+        self._seq = 0
+        self.dropped = 0
+        self.delivered = 0
+
+    def put(self, image: np.ndarray, t_capture: float) -> np.ndarray | None:
+        """Publish `image` (ownership passes to the slot); returns a buffer to fill next, or None."""
+        with self._cond:
+            self._seq += 1
+            recycled = None
+            if self._item is not None:
+                self.dropped += 1
+                recycled = self._item.image
+            elif self._spare:
+                recycled = self._spare.pop()
+            self._item = Frame(image, t_capture, self._seq)
+            self._cond.notify_all()
+        return recycled
+
+    def take(self, timeout: float, give_back: np.ndarray | None = None) -> Frame | None:
+        """The newest frame not yet taken, waiting up to `timeout` s; `give_back` is recycled."""
+        with self._cond:
+            if give_back is not None and len(self._spare) < 2:
+                self._spare.append(give_back)
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            if item is not None:
+                self.delivered += 1
+                self._cond.notify_all()  # a producer may wait for the slot to empty
+            return item
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Wait until the consumer took the pending frame (or `timeout`); True if the slot is empty."""
+        with self._cond:
+            if self._item is not None:
+                self._cond.wait(timeout)
+            return self._item is None
+
+    def recycle(self, image: np.ndarray) -> None:
+        """Give a buffer the consumer no longer needs back to the producer."""
+        with self._cond:
+            if len(self._spare) < 2:
+                self._spare.append(image)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._item = None
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+def parse_device(source: str) -> str | int:
+    """'0' -> 0 (a V4L2 index), anything else unchanged (a path)."""
+    return int(source) if source.strip().isdigit() else source
+
+
+class CameraSource:
+    """One camera or file; open()/read()/close(). Files loop and are paced at their native fps."""
+
+    def __init__(self, settings: CameraSettings, *, pace: bool = True) -> None:
+        self.settings = settings
+        self.pace = pace
+        dev = parse_device(settings.source)
+        self.device = dev
+        path = Path(os.path.expanduser(settings.source)) if isinstance(dev, str) else None
+        self.path = path
+        self.is_device = isinstance(dev, int) or str(settings.source).startswith("/dev/")
+        self.is_image = bool(path) and not self.is_device and is_image_path(path)
+        self.is_file = bool(path) and not self.is_device
+        self._cap: cv2.VideoCapture | None = None
+        self._image: np.ndarray | None = None
+        self.fps = float(settings.fps)
+        self.size: tuple[int, int] | None = None
+        self._next_t = 0.0
+        self._last_check = 0.0
+        self.read_started = 0.0  # when the last read() began, after any pacing sleep
+
+    @property
+    def label(self) -> str:
+        return str(self.settings.source)
+
+    def open(self) -> None:
+        """Open the source or raise CameraError (missing, busy, not a camera/video)."""
+        self.close()
+        if self.is_image:
+            image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise CameraError(f"{self.path}: cannot read camera source image")
+            self._image = image
+            self.size = (image.shape[1], image.shape[0])
+        elif self.is_file:
+            if not self.path.is_file():
+                raise CameraError(f"{self.path}: camera source file not found")
+            cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+            if not cap.isOpened():
+                cap.release()
+                raise CameraError(f"{self.path}: cannot decode camera source video")
+            native = cap.get(cv2.CAP_PROP_FPS)
+            self.fps = native if 1 <= native <= 240 else float(self.settings.fps)
+            self._cap = cap
+            self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        else:
+            self._open_device()
+        self._next_t = time.perf_counter()
+        self._last_check = self._next_t
+
+    def _open_device(self) -> None:
+        s = self.settings
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            node = f"/dev/video{self.device}" if isinstance(self.device, int) else self.device
+            exists = os.path.exists(node)
+            why = "busy or not a camera" if exists else "no such device (unplugged?)"
+            raise CameraError(f"camera {self.label}: cannot open ({why})")
+        # Order matters for many UVC drivers: pixel format first, then size, then rate.
+        if s.mjpg:
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, s.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, s.height)
+        cap.set(cv2.CAP_PROP_FPS, s.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver queue short: we want the newest frame
+        cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, 2000)  # a wedged camera must not hang the thread
+        ok, _ = cap.read()
+        if not ok:  # opened but no frames: typically busy in another application
+            cap.release()
+            raise CameraError(f"camera {self.label}: opened but delivers no frames (in use by another app?)")
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
+        granted = "".join(chr((fourcc >> 8 * i) & 0xFF) for i in range(4)).strip("\x00") or "?"
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = cap.get(cv2.CAP_PROP_FPS) or float(s.fps)
+        log.info("camera %s: asked %dx%d@%d%s, granted %dx%d@%.3g %s", self.label, s.width, s.height, s.fps,
+                 " MJPG" if s.mjpg else "", w, h, fps, granted)
+        self._cap, self.size, self.fps = cap, (w, h), fps
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._image = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._cap is not None or self._image is not None
+
+    def read(self, buffer: np.ndarray | None = None) -> np.ndarray:
+        """The next frame (into `buffer` when the size fits); raises CameraError when the source fails."""
+        if self.is_file:
+            self._pace()
+        now = self.read_started = time.perf_counter()
+        if self.is_file:
+            if now - self._last_check >= FILE_CHECK_INTERVAL_S:
+                self._last_check = now
+                if not self.path.is_file():  # a removed file behaves like an unplugged camera
+                    raise CameraError(f"{self.path}: camera source file disappeared")
+        if self._image is not None:
+            if buffer is None or buffer.shape != self._image.shape:
+                buffer = np.empty_like(self._image)
+            np.copyto(buffer, self._image)
+            return buffer
+        if self._cap is None:
+            raise CameraError(f"camera {self.label}: not open")
+        ok, frame = self._cap.read(buffer)
+        if not ok and self.is_file:  # end of the file: loop
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read(buffer)
+        if not ok or frame is None:
+            raise CameraError(f"camera {self.label}: read failed (unplugged?)")
+        return frame
+
+    def _pace(self) -> None:
+        """Files have no clock of their own: deliver them at their native frame rate."""
+        if not self.pace:
+            return
+        self._next_t += 1.0 / self.fps
+        delay = self._next_t - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -0.5:  # we were stalled (e.g. released): restart the clock instead of bursting
+            self._next_t = time.perf_counter()
+
+
+class CaptureThread:
+    """Reads a CameraSource into a OneSlot; reopens with backoff; can release the camera on request.
+
+    state: "ok" (frames flowing), "unavailable" (open/read failing, retrying), "released" (asked to
+    let the camera go: on-demand idle or paused; the device is closed so its light goes off).
+    """
+
+    def __init__(self, source: CameraSource, slot: OneSlot) -> None:
+        self.source = source
+        self.slot = slot
+        self.state = "released"
+        self.last_error = ""
+        self.read_ms: deque[float] = deque(maxlen=600)  # time inside read() (decode), for `vcam bench`
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, wanted: bool = True) -> None:
+        self.set_wanted(wanted)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="vcam-capture", daemon=True)
+        self._thread.start()
+
+    def set_wanted(self, wanted: bool) -> None:
+        """True: keep the camera open and read; False: release it."""
+        if wanted:
+            self._wanted.set()
+        else:
+            self._wanted.clear()
+
+    @property
+    def wanted(self) -> bool:
+        return self._wanted.is_set()
+
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop reading and release the camera. The thread is a daemon: a wedged read can't block exit."""
+        self._stop.set()
+        self._wanted.set()  # wake it if it waits to be wanted
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("capture thread did not stop within %.1f s", timeout)
+        self._thread = None
+        self.source.close()
+        self.state = "released"
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped or released; True if we should carry on."""
+        return not self._stop.wait(seconds)
+
+    def _run(self) -> None:
+        buf: np.ndarray | None = None
+        backoff = BACKOFF_START_S
+        while not self._stop.is_set():
+            if not self._wanted.is_set():
+                if self.source.is_open:
+                    self.source.close()
+                    log.info("camera %s released", self.source.label)
+                self.state = "released"
+                self.slot.clear()
+                self._wanted.wait(0.5)
+                continue
+            if self.source.is_file and not self.source.pace and not self.slot.wait_empty(0.1):
+                continue  # an unpaced file (bench): decode only frames the worker will take
+            try:
+                if not self.source.is_open:
+                    self.source.open()
+                    log.info("camera %s open (%sx%s @ %.3g fps)", self.source.label,
+                             *(self.source.size or ("?", "?")), self.source.fps)
+                frame = self.source.read(buf)
+                t = time.perf_counter()
+                self.read_ms.append((t - self.source.read_started) * 1e3)
+            except CameraError as e:
+                self.source.close()
+                if self.state != "unavailable" or str(e) != self.last_error:
+                    log.warning("%s; retrying", e)
+                self.state, self.last_error = "unavailable", str(e)
+                if not self._sleep(backoff):
+                    break
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            except Exception:  # never let a surprise kill the camera thread
+                log.exception("camera %s: unexpected error; reopening", self.source.label)
+                self.source.close()
+                self.state = "unavailable"
+                if not self._sleep(backoff):
+                    break
+                continue
+            if self.state != "ok":
+                log.info("camera %s: frames flowing", self.source.label)
+            self.state, backoff = "ok", BACKOFF_START_S
+            if not self._wanted.is_set():
+                continue  # released while reading: don't publish a frame from a camera we let go
+            buf = self.slot.put(frame, t)
+        self.source.close()

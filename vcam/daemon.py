@@ -1,0 +1,120 @@
+"""`vcam run`: the live daemon. Starts the pipeline and the control paths, talks to systemd, exits cleanly.
+
+systemd (Type=notify): READY=1 once frames can flow, STATUS= every few seconds (fps, effect, camera),
+WATCHDOG=1 only while the output thread is really sending, so a wedged pipeline gets restarted.
+sdnotify is a no-op when NOTIFY_SOCKET is unset (run from a terminal).
+SIGTERM/SIGINT: the main thread only waits on an Event, so the signal is handled at once and
+Pipeline.stop() releases the camera and closes the device within about half a second.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+
+import sdnotify
+
+from vcam.config import load_settings, Settings
+from vcam.engine import look_from_settings
+from vcam.live import LiveState, LiveStateHolder
+from vcam.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 2.0
+
+
+def start_controls(pipeline: Pipeline, holder: LiveStateHolder, settings: Settings, loader=None) -> list:
+    """Start the control paths (socket server, hotkeys, config watch, SIGHUP reload); each has .stop().
+
+    The daemon calls it after the pipeline started; `loader` rebuilds the settings on reload.
+    """
+    from vcam.control import start_controls as start
+    return start(pipeline, holder, settings, loader=loader)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run the virtual camera (the daemon)",
+                              description="Read the webcam, change the background and send the result to the "
+                                          "virtual camera until stopped (SIGTERM/SIGINT).")
+    p.add_argument("--source", metavar="DEV|FILE", help="camera: /dev/videoN, an index, or a video/image file")
+    p.add_argument("--sink", choices=("virtualcam", "preview", "file", "null"), help="where frames go")
+    p.add_argument("--device", metavar="DEV", help="the v4l2loopback device (default from [output] device)")
+    p.add_argument("--effect", help="background effect (blur, replace, video, desaturate, transparent, none)")
+    p.add_argument("--background", metavar="SPEC", help="image, video or colour for replace/video")
+    p.add_argument("--no-on-demand", action="store_true", help="keep the webcam open even without readers")
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.source:
+        settings = settings.replace("camera", source=args.source)
+    out = {k: v for k, v in (("sink", args.sink), ("device", args.device)) if v}
+    if out:
+        settings = settings.replace("output", **out)
+    eff = {k: v for k, v in (("name", args.effect), ("background", args.background)) if v}
+    if eff:
+        settings = settings.replace("effect", **eff)
+    if args.no_on_demand:
+        settings = settings.replace("daemon", on_demand=False)
+    return settings
+
+
+def status_line(status: dict) -> str:
+    bits = [f"{status['fps']:.0f} fps", status["effect"], f"camera {status['camera']}"]
+    if status["on_demand"] == "idle":
+        bits.append("idle (no app reading)")
+    if status["paused"]:
+        bits.append("paused")
+    return ", ".join(bits)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(settings), mirror=settings.output.mirror))
+    pipeline = Pipeline(settings, holder)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    notifier = sdnotify.SystemdNotifier()
+    controls: list = []
+    pipeline.start()  # VcamError (no device, no permission, bad model) -> exit 2 with the fix
+    try:
+        controls = start_controls(pipeline, holder, settings, loader=lambda: settings_from_args(args))
+        notifier.notify("READY=1\nSTATUS=starting")
+        log.info("running: %s -> %s (%s)", settings.camera.source,
+                 settings.output.device if settings.output.sink == "virtualcam" else settings.output.sink,
+                 settings.effect.name)
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        interval = min(STATUS_INTERVAL_S, watchdog_usec / 2e6) if watchdog_usec else STATUS_INTERVAL_S
+        sent_before = -1
+        while not stop.wait(interval):
+            status = pipeline.status()
+            message = f"STATUS={status_line(status)}"
+            if status["frames_sent"] != sent_before:  # the output thread is alive and sending
+                message += "\nWATCHDOG=1"
+            sent_before = status["frames_sent"]
+            notifier.notify(message)
+    finally:
+        notifier.notify("STOPPING=1")
+        t0 = time.perf_counter()
+        for control in controls:
+            try:
+                control.stop()
+            except Exception:
+                log.exception("stopping %r failed", control)
+        t1 = time.perf_counter()
+        pipeline.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopped in %.0f ms (controls %.0f ms, pipeline %.0f ms)", (time.perf_counter() - t0) * 1e3,
+                 (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+    return 0

@@ -1,0 +1,378 @@
+"""The live pipeline, wired in one place: capture thread -> worker thread -> output thread.
+
+    CaptureThread --OneSlot--> worker (resize to output size, Engine, mirror) --OneSlot--> output
+Both handoffs keep only the newest frame, so a slow stage drops frames instead of adding latency.
+The worker's MediaPipe call releases the GIL while the output's pyvirtualcam send holds it, so the
+two threads use both cores. The output sends a new frame as soon as it is ready and repeats the last
+one when none arrives in time, so the virtual camera never starves (apps show a frozen or black
+picture, or drop the device, when a v4l2loopback writer stops). Without a live picture (paused,
+on-demand idle, camera unavailable for more than HOLD_S) it sends a cached placeholder at idle_fps.
+
+The worker reads `holder.get()` once per frame: look, mirror and pause changes apply between frames.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+import cv2
+import numpy as np
+
+from vcam.backgrounds import cover_resize
+from vcam.capture import CameraSource, CaptureThread, Frame, OneSlot
+from vcam.config import Settings
+from vcam.engine import Engine
+from vcam.errors import VcamError
+from vcam.live import LiveStateHolder
+from vcam.ondemand import ReaderMonitor
+from vcam.output import OutputError, Sink, open_sink, output_size
+from vcam.placeholder import placeholder
+
+log = logging.getLogger(__name__)
+
+HOLD_S = 1.0  # repeat the last good frame this long after the camera stops, then the placeholder
+
+
+class StageStats:
+    """Recent per-frame timings (ms) of each stage, for status and `vcam bench`."""
+
+    STAGES = ("resize", "segment", "matte", "composite", "send", "latency")
+
+    def __init__(self, n: int = 600) -> None:
+        self.ms = {k: deque(maxlen=n) for k in self.STAGES}
+        self.sends: deque[float] = deque(maxlen=120)
+
+    def reset(self) -> None:
+        for d in self.ms.values():
+            d.clear()
+        self.sends.clear()
+
+    def percentile(self, stage: str, q: float) -> float | None:
+        values = list(self.ms[stage])
+        return round(float(np.percentile(values, q)), 2) if values else None
+
+    def send_fps(self, window: float = 2.0) -> float:
+        now = time.perf_counter()
+        recent = [t for t in list(self.sends) if now - t <= window]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+
+
+class Pipeline:
+    """The live daemon's frame path. start()/stop()/status()/reconfigure(); see the module docstring."""
+
+    def __init__(self, settings: Settings, holder: LiveStateHolder, *, pace_source: bool = True,
+                 uncapped: bool = False, sink_options: dict | None = None) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.stats = StageStats()
+        self.frames_sent = 0
+        self.frames_processed = 0  # camera frames the worker composited
+        self._pace_source = pace_source  # False (bench): read files as fast as they decode
+        self._uncapped = uncapped  # True (bench): send every new frame, no fps cap
+        self._sink_options = sink_options or {}
+        self._stop = threading.Event()
+        self._sink_lock = threading.Lock()
+        self._cam_slot = OneSlot()
+        self._out_slot = OneSlot()
+        self._engine: Engine | None = None
+        self._pending_engine: Engine | None = None
+        self._sink: Sink | None = None
+        self._capture: CaptureThread | None = None
+        self._monitor: ReaderMonitor | None = None
+        self._threads: list[threading.Thread] = []
+        self._size = (0, 0)
+        self._started = False
+        self._errors_logged = 0
+        holder.subscribe(lambda _state: self._out_slot.wake())
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model, open the output (may raise VcamError), start the threads."""
+        s = self.settings
+        self._engine = Engine(s, video=True)
+        self._size = output_size(s.output, self._camera_size_hint(s))
+        try:
+            self._sink = open_sink(s.output, self._size, **self._sink_options)
+        except BaseException:
+            self._engine.close()
+            raise
+        self._stop.clear()
+        self._start_monitor(s)
+        self._capture = CaptureThread(CameraSource(s.camera, pace=self._pace_source), self._cam_slot)
+        self._capture.start(wanted=self._camera_wanted())
+        self._threads = [threading.Thread(target=self._worker_loop, name="vcam-worker", daemon=True),
+                         threading.Thread(target=self._output_loop, name="vcam-output", daemon=True)]
+        for t in self._threads:
+            t.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Release the camera, close the output. Idempotent; returns within about half a second."""
+        if not self._started:
+            return
+        self._started = False
+        self._stop.set()
+        self._cam_slot.wake()
+        self._out_slot.wake()
+        if self._capture is not None:
+            self._capture.stop(timeout=0.3)
+        for t in self._threads:
+            t.join(0.2)
+        alive = any(t.is_alive() for t in self._threads)
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
+        self._close_sink()  # normally already done by the output thread
+        if not alive:  # never close MediaPipe under a worker still inside it
+            for engine in (self._engine, self._pending_engine):
+                if engine is not None:
+                    engine.close()
+        self._engine = self._pending_engine = None
+
+    def __enter__(self) -> "Pipeline":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @staticmethod
+    def _camera_size_hint(s: Settings) -> tuple[int, int]:
+        """The frame size we expect, for [output] width/height = 0 before the camera is open."""
+        source = CameraSource(s.camera)
+        if source.is_file:
+            try:
+                source.open()
+                return source.size or (s.camera.width, s.camera.height)
+            except VcamError:
+                pass
+            finally:
+                source.close()
+        return s.camera.width, s.camera.height
+
+    def _start_monitor(self, s: Settings) -> None:
+        if s.daemon.on_demand and s.output.sink == "virtualcam":
+            self._monitor = ReaderMonitor(s.output.device, on_change=lambda _active: self._out_slot.wake())
+            self._monitor.start()
+
+    def _sync_monitor(self, s: Settings) -> None:
+        """Reader detection runs only for an on-demand virtual camera, watching the configured device."""
+        wanted = s.daemon.on_demand and s.output.sink == "virtualcam"
+        if self._monitor is not None and (not wanted or self._monitor.device != s.output.device):
+            self._monitor.stop()
+            self._monitor = None
+        if wanted and self._monitor is None:
+            self._start_monitor(s)
+
+    def _idle(self) -> bool:
+        return self._monitor is not None and not self._monitor.active
+
+    def _camera_wanted(self) -> bool:
+        return not self.holder.get().paused and not self._idle()
+
+    # -- status -------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        state = self.holder.get()
+        bg = state.look.background
+        return {
+            "effect": state.look.effect,
+            "background": bg.label if bg is not None else None,
+            "fps": round(self.stats.send_fps(), 1),
+            "latency_ms_p50": self.stats.percentile("latency", 50),
+            "latency_ms_p95": self.stats.percentile("latency", 95),
+            "camera": self._capture.state if self._capture is not None else "released",
+            "camera_error": self._capture.last_error if self._capture is not None else "",
+            "on_demand": "off" if self._monitor is None else ("active" if self._monitor.active else "idle"),
+            "paused": state.paused,
+            "frames_sent": self.frames_sent,
+            "frames_dropped": self._cam_slot.dropped + self._out_slot.dropped,
+            "mirror": state.mirror,
+            "sink": self.settings.output.sink,
+            "size": list(self._size),
+        }
+
+    # -- reload -------------------------------------------------------------------------------------------
+    def reconfigure(self, settings: Settings) -> None:
+        """Apply reloaded settings, restarting only the stages whose section changed.
+
+        On failure the old stage keeps running and VcamError is raised. [effect] and mirror are live
+        state: the caller updates the holder for those.
+        """
+        old = self.settings
+        if not self._started:
+            self.settings = settings
+            return
+        if settings.segmentation != old.segmentation:
+            self._pending_engine = Engine(settings, video=True)  # the worker swaps it in between frames
+        if settings.output != old.output:
+            self._reopen_output(old, settings)
+        if settings.camera != old.camera:
+            self._reopen_camera(settings)
+        self._sync_monitor(settings)
+        if settings.matte != old.matte:
+            self.holder.update(lambda st: st.with_changes(look=st.look.with_changes(matte=settings.matte)))
+        self.settings = settings
+        self._out_slot.wake()
+
+    def _reopen_output(self, old: Settings, new: Settings) -> None:
+        size = output_size(new.output, self._camera_size_hint(new))
+        with self._sink_lock:
+            # Close first: the same v4l2loopback device cannot be opened twice by one process.
+            self._sink.close()
+            try:
+                sink = open_sink(new.output, size, **self._sink_options)
+            except VcamError:
+                self._sink = open_sink(old.output, self._size, **self._sink_options)
+                raise
+            self._sink, self._size = sink, size
+
+    def _reopen_camera(self, new: Settings) -> None:
+        source = CameraSource(new.camera, pace=self._pace_source)
+        wanted = self._camera_wanted()
+        old_capture = self._capture
+        old_capture.stop(timeout=0.5)  # the old camera must be closed before the same device is reopened
+        if wanted:
+            try:
+                source.open()  # validate now so a bad [camera] section is reported, not retried forever
+            except VcamError as e:
+                old_capture.start(wanted=self._camera_wanted())
+                raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {e}") from None
+        self._capture = CaptureThread(source, self._cam_slot)
+        self._capture.start(wanted=self._camera_wanted())
+
+    # -- threads ------------------------------------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        done: np.ndarray | None = None  # the camera buffer to give back on the next take
+        out_buf: np.ndarray | None = None
+        resized: np.ndarray | None = None
+        while not self._stop.is_set():
+            item = self._cam_slot.take(0.2, give_back=done)
+            done = None
+            if item is None:
+                continue
+            done = item.image
+            state = self.holder.get()  # once per frame
+            if state.paused:
+                continue
+            if self._pending_engine is not None:
+                old, self._engine, self._pending_engine = self._engine, self._pending_engine, None
+                old.close()
+            try:
+                t0 = time.perf_counter()
+                w, h = self._size
+                frame = item.image
+                if frame.shape[1] != w or frame.shape[0] != h:
+                    if resized is None or resized.shape[:2] != (h, w):
+                        resized = np.empty((h, w, 3), np.uint8)
+                    frame = cover_resize(frame, (w, h), dst=resized)
+                t1 = time.perf_counter()
+                out = self._engine.process(frame, state.look, int(item.t_capture * 1000))
+                if out_buf is None or out_buf.shape != out.shape:
+                    out_buf = np.empty_like(out)
+                if state.mirror:
+                    cv2.flip(out, 1, dst=out_buf)
+                else:
+                    np.copyto(out_buf, out)
+                times = self._engine.times
+                ms = self.stats.ms
+                ms["resize"].append((t1 - t0) * 1e3)
+                ms["segment"].append(times.segment)
+                ms["matte"].append(times.matte)
+                ms["composite"].append(times.composite)
+                out_buf = self._out_slot.put(out_buf, item.t_capture)
+                self.frames_processed += 1
+            except Exception:  # a bad frame or background must never stop the camera
+                self._errors_logged += 1
+                if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
+                    log.exception("frame failed (%d so far); keeping the last good frame", self._errors_logged)
+
+    def _send(self, frame: np.ndarray) -> bool:
+        with self._sink_lock:
+            sink = self._sink
+            if sink is None or frame.shape[1::-1] != tuple(sink.size):
+                return False
+            t0 = time.perf_counter()
+            try:
+                sink.send(frame)
+            except Exception:
+                self._errors_logged += 1
+                if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
+                    log.exception("sending a frame failed")
+                return False
+            t1 = time.perf_counter()
+        self.stats.ms["send"].append((t1 - t0) * 1e3)
+        self.stats.sends.append(t1)
+        self.frames_sent += 1
+        return True
+
+    def _output_loop(self) -> None:
+        last: Frame | None = None
+        last_send = 0.0
+        while not self._stop.is_set():
+            s = self.settings
+            fps = float(s.output.fps)
+            idle_interval = 1.0 / s.daemon.idle_fps
+            wanted = self._camera_wanted()
+            if self._capture is not None and self._capture.wanted != wanted:
+                self._capture.set_wanted(wanted)
+                if not wanted and last is not None:
+                    self._out_slot.recycle(last.image)
+                    last = None  # never show a stale picture after a release
+            now = time.perf_counter()
+            recent = last is not None and now - last.t_capture < HOLD_S + 1.0 / fps
+            if wanted and recent:
+                timeout = max(0.0, last_send + 1.5 / fps - now)
+            else:
+                timeout = max(0.0, last_send + idle_interval - now)
+            item = self._out_slot.take(timeout)
+            if self._stop.is_set():
+                break
+            now = time.perf_counter()
+            if item is not None and wanted:
+                if not self._uncapped:
+                    gap = last_send + 0.75 / fps - now  # cap the rate without adding a frame of latency
+                    if gap > 0:
+                        time.sleep(gap)
+                if self._send(item.image):
+                    self.stats.ms["latency"].append((time.perf_counter() - item.t_capture) * 1e3)
+                    last_send = time.perf_counter()
+                if last is not None:
+                    self._out_slot.recycle(last.image)
+                last = item
+                continue
+            if item is not None:  # arrived after we let the camera go: drop it
+                self._out_slot.recycle(item.image)
+            if wanted and last is not None and now - last.t_capture < HOLD_S:
+                if now - last_send >= 1.5 / fps - 1e-3:
+                    self._send(last.image)  # repeat: the device must not starve
+                    last_send = time.perf_counter()
+                continue
+            if now - last_send >= idle_interval - 1e-3:
+                self._send(self._placeholder(wanted))
+                last_send = time.perf_counter()
+        self._close_sink()  # from this thread: GUI sinks must be closed by the thread that drew them
+
+    def _close_sink(self) -> None:
+        with self._sink_lock:
+            if self._sink is not None:
+                try:
+                    self._sink.close()
+                except Exception:
+                    log.exception("closing the output failed")
+                self._sink = None
+
+    def _placeholder(self, wanted: bool) -> np.ndarray:
+        if self.holder.get().paused:
+            kind = "paused"
+        elif wanted and self._capture is not None and self._capture.state == "unavailable":
+            kind = "unavailable"
+        else:
+            kind = "idle"
+        return placeholder(kind, tuple(self._size))
+
+
+__all__ = ["Pipeline", "StageStats", "OutputError"]
