@@ -1,0 +1,326 @@
+"""The one set of named actions every control path calls: hotkeys, `vcam ctl`, SIGHUP, config watching.
+
+Each action turns the current LiveState into a new one inside `LiveStateHolder.update`, so the worker,
+which reads the state once per frame, sees either all of a change or none of it. Background switches
+load on the library's loader thread and swap from there. Actions are serialised by one lock, so two
+clients pressing at once can't interleave half-changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from vcam.backgrounds import Background, ColorBackground
+from vcam.config import EFFECTS, Settings
+from vcam.errors import VcamError
+from vcam.library import BackgroundLibrary, Switch, effect_for
+from vcam.live import LiveState, LiveStateHolder
+
+log = logging.getLogger(__name__)
+
+# next/previous effect walk this ring; "replace" stands for "show the background" (image, colour or video).
+EFFECT_CYCLE = ("blur", "replace", "desaturate", "transparent", "none")
+BLUR_STEP = 1.5  # blur stronger/weaker multiplies/divides the radius: even steps to the eye
+EDGE_STEP = 0.1  # matte edge_width per softer/harder step (confidence units)
+LOAD_TIMEOUT_S = 10.0
+
+
+class ActionError(VcamError):
+    """The daemon refused an action (unknown name, bad argument, undecodable background, invalid config)."""
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    func: Callable[..., Any]
+    args: str  # usage of the arguments, "" for none
+    help: str
+    min_args: int = 0
+    max_args: int = 0
+
+
+class Controller:
+    """What the actions act on: the running pipeline, the live state, the library and the settings."""
+
+    def __init__(self, pipeline: Any, holder: LiveStateHolder, settings: Settings,
+                 loader: Callable[[], Settings] | None = None) -> None:
+        self.pipeline = pipeline
+        self.holder = holder
+        self.settings = settings
+        # The file a reload re-reads (and the watcher watches): the one the settings came from, if any.
+        self.config_path: str | None = settings.source_files[-1] if len(settings.source_files) > 1 else None
+        # How to build settings again: the daemon passes "the file + its command-line overrides", so a
+        # reload never undoes `vcam run --source ...`.
+        self.load_settings = loader or self._load_file
+        self.library = BackgroundLibrary(settings.backgrounds.paths, self.frame_size)
+        self.reload_listeners: list[Callable[[Settings], None]] = []
+        self.status_providers: list[Callable[[], dict]] = []
+        self._lock = threading.RLock()
+
+    def _load_file(self) -> Settings:
+        from vcam.config import load_settings
+        return load_settings(self.config_path)
+
+    def frame_size(self) -> tuple[int, int]:
+        """The size frames are composited at, to scale a new background to before it goes live."""
+        try:
+            w, h = self.pipeline.status()["size"]
+            if w and h:
+                return int(w), int(h)
+        except Exception:
+            pass
+        return self.settings.camera.width, self.settings.camera.height
+
+    def run(self, name: str, args: list[str] | tuple[str, ...] = ()) -> Any:
+        """Run action `name`; ActionError if it is unknown, misused or refused."""
+        action = ACTIONS.get(ALIASES.get(name, name))
+        if action is None:
+            raise ActionError(f"unknown action {name!r} (known: {', '.join(ACTIONS)})")
+        args = list(args)
+        if not action.min_args <= len(args) <= action.max_args or not all(isinstance(a, str) for a in args):
+            usage = f"{action.name} {action.args}".strip()
+            raise ActionError(f"{action.name}: wrong arguments {args!r} (usage: {usage})")
+        if action.name == "status":  # read-only: answer even while a switch is loading
+            return action.func(self)
+        with self._lock:
+            try:
+                return action.func(self, *args)
+            except ActionError:
+                raise
+            except VcamError as e:
+                raise ActionError(str(e)) from None
+
+    def close(self) -> None:
+        self.library.close()
+
+    # -- helpers used by the actions ------------------------------------------------------------------------
+    def change(self, fn: Callable[[LiveState], LiveState]) -> LiveState:
+        return self.holder.update(fn)
+
+    def show_switch(self, switch: Switch, effect: str | None = None) -> None:
+        """Make a loaded background live (on the loader thread), or fall back to blur if there is none."""
+        old: list[Background | None] = []
+
+        def swap(state: LiveState) -> LiveState:
+            old.append(state.look.background)
+            if switch.background is None:
+                return state.with_changes(look=state.look.with_changes(effect="blur"))
+            return state.with_changes(look=state.look.with_changes(
+                effect=effect or effect_for(switch.background), background=switch.background))
+
+        self.change(swap)
+        if switch.background is not None and old[0] is not switch.background:
+            self.library.retire(old[0])
+
+    def wait(self, future) -> Switch:
+        try:
+            return future.result(timeout=LOAD_TIMEOUT_S)
+        except FutureTimeout:
+            raise ActionError(f"background still loading after {LOAD_TIMEOUT_S:.0f} s") from None
+
+
+def _library_index(ctl: Controller, bg: Background | None) -> int | None:
+    """1-based library position of the background on screen; None for a colour or a file outside it."""
+    position = ctl.library.position
+    if bg is None or position is None or position >= len(ctl.library.entries):
+        return None
+    path = getattr(bg, "path", None)
+    return position + 1 if path is not None and path.resolve() == ctl.library.entries[position].resolve() else None
+
+
+def _summary(ctl: Controller) -> dict:
+    state = ctl.holder.get()
+    look = state.look
+    matte = look.matte or ctl.settings.matte
+    bg = look.background
+    return {
+        "effect": look.effect,
+        "background": bg.label if bg is not None else "",
+        "background_index": _library_index(ctl, bg),
+        "library_size": len(ctl.library),
+        "blur": look.blur,
+        "edge_width": round(matte.edge_width, 3),
+        "threshold": round(matte.threshold, 3),
+        "mirror": state.mirror,
+        "paused": state.paused,
+    }
+
+
+# -- effects --------------------------------------------------------------------------------------------------
+def _set_effect(ctl: Controller, name: str) -> dict:
+    name = name.strip().lower()
+    if name not in EFFECTS:
+        raise ActionError(f"effect {name!r} is not one of {', '.join(EFFECTS)}")
+    look = ctl.holder.get().look
+    if name in ("replace", "video"):
+        if look.background is None:
+            # A background effect with nothing loaded: the library's current entry, else the config's, else white.
+            if len(ctl.library):
+                switch = ctl.wait(ctl.library.current(lambda s: ctl.show_switch(s)))
+                if switch.background is None:
+                    raise ActionError("no background in the library can be decoded; staying on blur")
+                return _summary(ctl)
+            ctl.change(lambda s: s.with_changes(look=s.look.with_changes(
+                effect="replace", background=ColorBackground((255, 255, 255), "white"))))
+            return _summary(ctl)
+        name = effect_for(look.background)
+    ctl.change(lambda s: s.with_changes(look=s.look.with_changes(effect=name)))
+    return _summary(ctl)
+
+
+def _cycle_effect(ctl: Controller, delta: int) -> dict:
+    current = ctl.holder.get().look.effect
+    current = "replace" if current == "video" else current
+    i = EFFECT_CYCLE.index(current) if current in EFFECT_CYCLE else 0
+    return _set_effect(ctl, EFFECT_CYCLE[(i + delta) % len(EFFECT_CYCLE)])
+
+
+def next_effect(ctl: Controller) -> dict:
+    return _cycle_effect(ctl, +1)
+
+
+def previous_effect(ctl: Controller) -> dict:
+    return _cycle_effect(ctl, -1)
+
+
+def effect(ctl: Controller, name: str) -> dict:
+    return _set_effect(ctl, name)
+
+
+# -- backgrounds ----------------------------------------------------------------------------------------------
+def _step_background(ctl: Controller, delta: int) -> dict:
+    switch = ctl.wait(ctl.library.step(delta, ctl.show_switch))
+    result = _summary(ctl)
+    if switch.skipped:
+        result["skipped"] = list(switch.skipped)
+    if switch.background is None:
+        result["note"] = "no usable background in the library: blur"
+    return result
+
+
+def next_background(ctl: Controller) -> dict:
+    return _step_background(ctl, +1)
+
+
+def previous_background(ctl: Controller) -> dict:
+    return _step_background(ctl, -1)
+
+
+def background(ctl: Controller, target: str) -> dict:
+    ctl.wait(ctl.library.select(target, ctl.show_switch))
+    return _summary(ctl)
+
+
+# -- blur and edge --------------------------------------------------------------------------------------------
+def _blur_by(ctl: Controller, factor: float) -> dict:
+    def change(s: LiveState) -> LiveState:
+        blur = s.look.blur
+        new = max(blur + 1, round(blur * factor)) if factor > 1 else min(blur - 1, round(blur * factor))
+        return s.with_changes(look=s.look.with_changes(blur=int(min(200, max(1, new)))))
+    ctl.change(change)
+    return _summary(ctl)
+
+
+def blur_stronger(ctl: Controller) -> dict:
+    return _blur_by(ctl, BLUR_STEP)
+
+
+def blur_weaker(ctl: Controller) -> dict:
+    return _blur_by(ctl, 1 / BLUR_STEP)
+
+
+def _edge_by(ctl: Controller, delta: float) -> dict:
+    def change(s: LiveState) -> LiveState:
+        matte = s.look.matte or ctl.settings.matte
+        width = round(min(1.0, max(0.0, matte.edge_width + delta)), 3)
+        return s.with_changes(look=s.look.with_changes(matte=dataclasses.replace(matte, edge_width=width)))
+    ctl.change(change)
+    return _summary(ctl)
+
+
+def edge_softer(ctl: Controller) -> dict:
+    return _edge_by(ctl, +EDGE_STEP)
+
+
+def edge_harder(ctl: Controller) -> dict:
+    return _edge_by(ctl, -EDGE_STEP)
+
+
+# -- mirror and privacy ---------------------------------------------------------------------------------------
+def mirror(ctl: Controller, mode: str = "toggle") -> dict:
+    mode = mode.strip().lower()
+    if mode not in ("on", "off", "toggle"):
+        raise ActionError(f"mirror {mode!r}: use on, off or toggle")
+    ctl.change(lambda s: s.with_changes(mirror=(not s.mirror) if mode == "toggle" else mode == "on"))
+    return _summary(ctl)
+
+
+def toggle_mirror(ctl: Controller) -> dict:
+    return mirror(ctl, "toggle")
+
+
+def pause(ctl: Controller) -> dict:
+    ctl.change(lambda s: s.with_changes(paused=True))
+    log.info("paused: sending the placeholder, camera released")
+    return _summary(ctl)
+
+
+def resume(ctl: Controller) -> dict:
+    ctl.change(lambda s: s.with_changes(paused=False))
+    log.info("resumed")
+    return _summary(ctl)
+
+
+def toggle_pause(ctl: Controller) -> dict:
+    return resume(ctl) if ctl.holder.get().paused else pause(ctl)
+
+
+# -- config and status ----------------------------------------------------------------------------------------
+def reload(ctl: Controller) -> dict:
+    from vcam.reload import reload_settings
+    reload_settings(ctl)
+    return _summary(ctl)
+
+
+def status(ctl: Controller) -> dict:
+    result: dict = {}
+    try:
+        result.update(ctl.pipeline.status())
+    except Exception:  # status must answer even if the pipeline is in trouble
+        log.exception("pipeline status failed")
+        result["pipeline"] = "status unavailable"
+    for provider in ctl.status_providers:
+        try:
+            result.update(provider())
+        except Exception:
+            log.exception("status provider failed")
+    result.update(_summary(ctl))  # the live state is the authority on what the next frame shows
+    return result
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in [
+    Action("next-effect", next_effect, "", "next effect: " + " > ".join(EFFECT_CYCLE)),
+    Action("previous-effect", previous_effect, "", "previous effect"),
+    Action("effect", effect, "NAME", "set the effect: " + ", ".join(EFFECTS), 1, 1),
+    Action("next-background", next_background, "", "next background of the library"),
+    Action("previous-background", previous_background, "", "previous background of the library"),
+    Action("background", background, "N|PATH|COLOUR", "show library entry N (from 1), a file or a colour", 1, 1),
+    Action("blur-stronger", blur_stronger, "", f"blur radius x{BLUR_STEP}"),
+    Action("blur-weaker", blur_weaker, "", f"blur radius /{BLUR_STEP}"),
+    Action("edge-softer", edge_softer, "", f"widen the matte's soft edge by {EDGE_STEP}"),
+    Action("edge-harder", edge_harder, "", f"narrow the matte's soft edge by {EDGE_STEP}"),
+    Action("mirror", mirror, "[on|off|toggle]", "mirror the picture", 0, 1),
+    Action("toggle-mirror", toggle_mirror, "", "mirror on/off"),
+    Action("pause", pause, "", "privacy: send a still placeholder, release the camera"),
+    Action("resume", resume, "", "back to the camera"),
+    Action("toggle-pause", toggle_pause, "", "pause or resume"),
+    Action("reload", reload, "", "re-read the config file (as SIGHUP does)"),
+    Action("status", status, "", "effect, background, fps, latency, camera and on-demand state"),
+]}
+
+ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background", "previous-bg": "previous-background",
+           "prev-effect": "previous-effect", "bg": "background"}

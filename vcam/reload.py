@@ -1,0 +1,145 @@
+"""Config hot reload: re-read the config, apply only what changed, keep the old config if the new is invalid.
+
+SIGHUP, `vcam ctl reload` and saving the file (watched with inotify) all end in the `reload` action,
+which calls `reload_settings`. The stream never restarts: look changes are one LiveState swap, camera
+or output changes go to `pipeline.reconfigure`, which reopens only that stage.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from inotify_simple import INotify, flags
+
+from vcam.config import Settings, user_config_path
+from vcam.engine import look_from_settings
+from vcam.errors import VcamError
+from vcam.library import BackgroundLibrary, prewarm
+
+log = logging.getLogger(__name__)
+
+
+def reload_settings(ctl) -> Settings:
+    """Load the config again and apply it to `ctl` (an actions.Controller); ActionError if rejected."""
+    from vcam.actions import ActionError, effect as set_effect
+
+    old = ctl.settings
+    try:
+        new = ctl.load_settings()
+        look = look_from_settings(new) if new.effect != old.effect else None  # may load [effect] background
+        if look is not None and look.background is not None:
+            prewarm(look.background, ctl.frame_size())  # here, not on the frame path
+    except VcamError as e:
+        log.error("config reload rejected, keeping the running config: %s", e)
+        raise ActionError(f"config rejected, running config kept: {e}") from None
+    try:
+        ctl.pipeline.reconfigure(new)
+    except VcamError as e:
+        if look is not None and look.background is not None:
+            look.background.close()
+        log.error("config reload: the pipeline refused it, keeping the running config: %s", e)
+        raise ActionError(f"config rejected, running config kept: {e}") from None
+    ctl.settings = new
+
+    if new.backgrounds != old.backgrounds:
+        old_library, ctl.library = ctl.library, BackgroundLibrary(new.backgrounds.paths, ctl.frame_size)
+        old_library.close()  # the background on screen stays open; the new library retires it when replaced
+
+    replaced = []
+
+    def apply(state):
+        changes = {}
+        current = state.look
+        if look is not None:
+            replaced.append(current.background)
+            current = look if look.background is not None else look.with_changes(background=None)
+        if new.matte != old.matte:
+            current = current.with_changes(matte=new.matte)
+        if current is not state.look:
+            changes["look"] = current
+        if new.output.mirror != old.output.mirror:
+            changes["mirror"] = new.output.mirror
+        return state.with_changes(**changes) if changes else state
+
+    ctl.change(apply)
+    for bg in replaced:
+        ctl.library.retire(bg)
+    if look is not None and look.effect in ("replace", "video") and look.background is None:
+        set_effect(ctl, look.effect)  # the library's entry, or white
+    for listener in list(ctl.reload_listeners):
+        try:
+            listener(new)
+        except Exception:
+            log.exception("config reload: a listener failed (the rest of the config is applied)")
+    log.info("config reloaded from %s", new.source_files[-1])
+    return new
+
+
+def reload_logged(ctl) -> None:
+    """Reload from a signal or the watcher: no one to reply to, so the outcome goes to the log only."""
+    try:
+        ctl.run("reload")
+    except VcamError:
+        pass  # already logged with the reason
+    except Exception:
+        log.exception("config reload failed")
+
+
+def install_sighup(ctl) -> None:
+    """SIGHUP reloads the config (on a thread: a handler must not block the main thread's loop)."""
+    def handler(signum, frame):
+        threading.Thread(target=reload_logged, args=(ctl,), name="vcam-sighup-reload", daemon=True).start()
+    signal.signal(signal.SIGHUP, handler)
+
+
+class ConfigWatcher:
+    """Reload when the config file is saved (inotify on its folder: editors save by rename)."""
+
+    DEBOUNCE_MS = 300
+
+    def __init__(self, ctl) -> None:
+        self.ctl = ctl
+        path = Path(ctl.config_path) if ctl.config_path else user_config_path()
+        self.path = path.expanduser().absolute()
+        self._stop = threading.Event()
+        self._inotify = INotify()
+        self._thread: threading.Thread | None = None
+        mask = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
+        try:
+            self._inotify.add_watch(str(self.path.parent), mask)
+            self._watching = True
+        except OSError as e:
+            log.info("config watch: cannot watch %s (%s); use SIGHUP or `vcam ctl reload`", self.path.parent,
+                     e.strerror or e)
+            self._watching = False
+
+    def start(self) -> "ConfigWatcher":
+        if self._watching:
+            self._thread = threading.Thread(target=self._run, name="vcam-config-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        name = self.path.name
+        while not self._stop.is_set():
+            events = self._inotify.read(timeout=500)
+            if not any(e.name == name for e in events):
+                continue
+            # Let a burst of writes (save = truncate + write + rename) settle, then reload once.
+            while self._inotify.read(timeout=self.DEBOUNCE_MS) and not self._stop.is_set():
+                pass
+            if not self._stop.is_set() and self.path.exists():
+                log.info("config file %s changed: reloading", self.path)
+                reload_logged(self.ctl)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        try:
+            self._inotify.close()
+        except OSError:
+            pass
+
