@@ -58,8 +58,15 @@ class Engine:
     """Segmenter + matte builder + compositor for one stream of frames (or a batch of stills)."""
 
     def __init__(self, settings: Settings, *, video: bool) -> None:
-        self.segmenter = Segmenter(settings.segmentation.model, settings.segmentation.model_path, video=video)
+        seg = settings.segmentation
+        self.segmenter = Segmenter(seg.model, seg.model_path, video=video, runtime=seg.runtime)
         self.matte = MatteBuilder(settings.matte, video=video)
+        # Video only: run the model on every `interval`-th frame; the matte stage re-fits the carried
+        # mask to each new frame's edges, so the skipped frames still get a matte of their own.
+        self.interval = seg.interval if video else 1
+        self._frame_no = 0
+        self._confidence: np.ndarray | None = None
+        self._shape: tuple[int, int] | None = None
         self.compositor = Compositor()
         self.times = StageTimes()
 
@@ -76,12 +83,15 @@ class Engine:
               matte: MatteSettings | None = None) -> np.ndarray:
         """The alpha matte (uint8, frame size, 255 = person). Reused buffer."""
         t0 = time.perf_counter()
-        confidence = self.segmenter.segment(frame, timestamp_ms)
+        h, w = frame.shape[:2]
+        if self._frame_no % self.interval == 0 or self._confidence is None or self._shape != (h, w):
+            self._confidence = self.segmenter.segment(frame, timestamp_ms)
+            self._shape = (h, w)
+        self._frame_no += 1
         t1 = time.perf_counter()
         if matte is not None and matte is not self.matte.settings:
             self.matte.configure(matte)
-        h, w = frame.shape[:2]
-        alpha = self.matte.build(confidence, (w, h))
+        alpha = self.matte.build(self._confidence, (w, h), frame)
         t2 = time.perf_counter()
         self.times.segment, self.times.matte = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         return alpha

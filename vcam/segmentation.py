@@ -1,8 +1,13 @@
 """Segmentation stage: MediaPipe selfie segmentation, returning a soft person-confidence mask.
 
-We use the Tasks ImageSegmenter on the .tflite files that mediapipe 0.10.21 ships in its wheel (newer
-releases ship none, and nothing may be downloaded at run time). The mask is returned at the model's
-working resolution as uint8 0..255 confidence; turning it into an alpha matte is the matte stage's job.
+We use the .tflite files that mediapipe 0.10.21 ships in its wheel (newer releases ship none, and
+nothing may be downloaded at run time), through one of two runtimes ([segmentation] runtime):
+  - "mediapipe": the Tasks ImageSegmenter;
+  - "litert": ai-edge-litert's Interpreter (XNNPACK) on the same file, with MediaPipe's own input
+    sampling reproduced (corner-aligned bilinear warp to the model size, RGB scaled to 0..1, the output
+    resized back bilinearly), so both give the same mask (mean difference < 0.1 grey level).
+The mask is returned at the model's working resolution as uint8 0..255 confidence; turning it into an
+alpha matte is the matte stage's job.
 """
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Model input sizes (height, width): we downscale frames to this aspect ourselves, which is cheaper than
-# handing MediaPipe a full frame and getting a full-size float mask back.
+# Model input sizes (height, width): we downscale frames to this aspect ourselves (Shrinker), which is
+# cheaper than handing MediaPipe a full frame and getting a full-size float mask back.
 MODEL_INPUT = {"general": (256, 256), "landscape": (144, 256)}
 
 
@@ -42,6 +47,28 @@ def _native_stderr_to_log() -> Iterator[None]:
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines():
                 log.debug("mediapipe: %s", line)
+
+
+class Shrinker:
+    """Reduces frames to the model's working size, keeping its intermediate buffer between frames.
+
+    INTER_AREA by the largest whole factor first (OpenCV's fast path), then INTER_LINEAR the rest of
+    the way: about 6x cheaper than one INTER_AREA at a fractional ratio (3 -> 0.5 ms for 720p) and the
+    same mask on the portraits (mean IoU 0.9620 vs 0.9619).
+    """
+
+    def __init__(self) -> None:
+        self._mid: np.ndarray | None = None
+
+    def shrink(self, frame: np.ndarray, size: tuple[int, int], dst: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        factor = min(w // size[0], h // size[1])
+        if factor > 1:
+            mid_shape = (h // factor, w // factor) + frame.shape[2:]
+            if self._mid is None or self._mid.shape != mid_shape:
+                self._mid = np.empty(mid_shape, frame.dtype)
+            frame = cv2.resize(frame, (w // factor, h // factor), dst=self._mid, interpolation=cv2.INTER_AREA)
+        return cv2.resize(frame, size, dst=dst, interpolation=cv2.INTER_LINEAR)
 
 
 class ModelError(VcamError):
@@ -67,11 +94,29 @@ def mask_size_for(frame_w: int, frame_h: int, model: str) -> tuple[int, int]:
     return max(16, round(frame_w * scale)), max(16, round(frame_h * scale))
 
 
-class Segmenter:
+def _check_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: segmentation model not found; reinstall mediapipe==0.10.21 "
+            f"(the last release that bundles the selfie models) or set [segmentation] model_path")
+
+
+def Segmenter(model: str = "general", model_path: str = "", *, video: bool = False,
+              runtime: str = "mediapipe"):
+    """A segmenter for `runtime` ("mediapipe" or "litert"); both have the same interface and output."""
+    if runtime == "litert":
+        from vcam.runtime_litert import LiteRTSegmenter
+        return LiteRTSegmenter(model, model_path, video=video)
+    return MediaPipeSegmenter(model, model_path, video=video)
+
+
+class MediaPipeSegmenter:
     """One MediaPipe ImageSegmenter; `video=True` for streams (it needs increasing timestamps).
 
     Not thread-safe: one Segmenter per worker thread.
     """
+
+    runtime = "mediapipe"
 
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
         path = resolve_model_path(model, model_path)
@@ -82,14 +127,12 @@ class Segmenter:
         self._small: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
         self._mask: np.ndarray | None = None
+        self._shrinker = Shrinker()
         self._segmenter = self._create(path, video)
 
     @staticmethod
     def _create(path: Path, video: bool):
-        if not path.is_file():
-            raise ModelError(
-                f"{path}: segmentation model not found; reinstall mediapipe==0.10.21 "
-                f"(the last release that bundles the selfie models) or set [segmentation] model_path")
+        _check_model_file(path)
         # Imported here: mediapipe is heavy and only the segmenting commands need it.
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -111,7 +154,7 @@ class Segmenter:
     def close(self) -> None:
         self._segmenter.close()
 
-    def __enter__(self) -> "Segmenter":
+    def __enter__(self) -> "MediaPipeSegmenter":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -127,7 +170,7 @@ class Segmenter:
             self._small = np.empty((mh, mw, 3), np.uint8)
             self._rgb = np.empty((mh, mw, 3), np.uint8)
             self._mask = np.empty((mh, mw), np.uint8)
-        cv2.resize(frame_bgr, (mw, mh), dst=self._small, interpolation=cv2.INTER_AREA)
+        self._shrinker.shrink(frame_bgr, (mw, mh), self._small)
         cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=self._rgb)
         if self.video:

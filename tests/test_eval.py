@@ -1,0 +1,86 @@
+"""`vcam eval`: the metrics themselves, and the command on a subset of the real data."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam.cli import main
+from vcam.config import load_settings
+from vcam.evaluate import _parabolic_argmin, boundary_f, eval_video, iou
+
+
+def disc(shift=0, size=200, r=60):
+    yy, xx = np.mgrid[:size, :size]
+    return (xx - 100 - shift) ** 2 + (yy - 100) ** 2 <= r * r
+
+
+def test_iou_and_boundary_f_on_known_shapes():
+    a = disc()
+    assert iou(a, a) == 1.0 and boundary_f(a, a) == 1.0
+    assert boundary_f(a, disc(shift=1)) == 1.0          # within the 2 px tolerance
+    assert boundary_f(a, disc(shift=8)) < 0.5            # an edge 8 px off is mostly wrong
+    assert 0.75 < iou(a, disc(shift=8)) < 0.95          # ... while IoU hardly notices
+    assert iou(a, np.zeros_like(a)) == 0.0
+
+
+def test_parabolic_argmin_finds_fractional_minimum():
+    errs = [(k - 1.3) ** 2 + 2 for k in range(5)]
+    assert _parabolic_argmin(errs) == pytest.approx(1.3, abs=1e-6)
+    assert _parabolic_argmin([1, 2, 3, 4]) == 0.0
+
+
+def test_eval_command_on_a_subset_vcam_beats_raw(capsys, testdata):
+    assert main(["eval", "--portraits", "20", "--frames", "90", "--no-timing", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    p = result["portraits"]
+    assert p["images"] == 20
+    assert 0.9 < p["raw"]["iou"] <= p["vcam"]["iou"] < 1.0
+    assert p["vcam"]["boundary_f"] >= p["raw"]["boundary_f"] + 0.03
+    assert len(result["videos"]) >= 2
+    for name, v in result["videos"].items():
+        assert v["frames"] == 90
+        assert 0 < v["vcam"]["flicker"] <= 0.6 * v["raw"]["flicker"], name
+        assert v["vcam"]["lag"] <= 1.2, name  # target <= 1 is measured on 300 frames (docs/matte.md)
+
+
+def test_lag_metric_sees_the_lag_of_an_ungated_average(desk_video):
+    """Plain exponential smoothing (no motion gate) trails moving edges by a few frames: the metric says so."""
+    settings = load_settings(use_user_config=False)
+    ungated = eval_video(settings.replace("matte", temporal=0.8, motion=0), desk_video, 60)
+    gated = eval_video(settings, desk_video, 60)
+    print(f"\nlag ungated {ungated['vcam']['lag']:.2f}, gated {gated['vcam']['lag']:.2f}")
+    assert ungated["vcam"]["lag"] > 1.5
+    assert gated["vcam"]["lag"] < ungated["vcam"]["lag"] - 1.0
+
+
+def test_eval_prints_a_table(capsys, testdata):
+    assert main(["eval", "--portraits", "3", "--frames", "0", "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "mean IoU at 50%" in out and "boundary F (2 px)" in out and "raw model" in out
+
+
+def test_eval_without_test_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VCAM_TESTDATA", str(tmp_path / "nowhere"))
+    assert main(["eval", "--portraits", "5", "--frames", "0", "--no-timing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no portraits" in err[0] and "nowhere" in err[0]
+
+
+def test_picture_strip_has_input_raw_matte_and_composite(tmp_path, testdata):
+    from vcam.evaluate import write_strips
+
+    settings = load_settings(use_user_config=False)
+    written = write_strips(settings, tmp_path, tile_height=90, frames={"outdoor_sitting_640x360": (12,)})
+    assert [p.name for p in written] == ["matte_strip_outdoor_12.png"]
+    strip = cv2.imread(str(written[0]))
+    assert strip.shape == (90, 4 * 160, 3)
+    tiles = [strip[:, i * 160:(i + 1) * 160] for i in range(4)]
+    matte = tiles[2][:, :, 0]
+    assert (matte > 250).mean() > 0.05 and (matte < 5).mean() > 0.3  # a person on a background
+    person = matte > 250
+    # the composite keeps the input where the person is, and differs from it behind them
+    assert np.abs(tiles[3][person].astype(int) - tiles[0][person].astype(int)).mean() < 12
+    assert np.abs(tiles[3][matte < 5].astype(int) - tiles[0][matte < 5].astype(int)).mean() > 25

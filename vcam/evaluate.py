@@ -1,0 +1,366 @@
+"""`vcam eval`: how good the matte is, raw model vs vcam's matte, on the real test data.
+
+Stills (testdata/portraits, hand-drawn masks): mean IoU of the matte at 50% opacity, and the boundary
+F-score: precision/recall of the matte's edge pixels lying within 2 px of the true edge.
+Videos (testdata/videos): flicker = mean absolute change of the matte (0..255) between consecutive frames
+over the pixels whose input barely changed (grey change < STATIC_LEVELS), where a perfect matte would not
+change; lag = how many frames the matte trails the per-frame matte of the same pipeline without temporal
+smoothing at moving edges: the argmin over k of mean |matte_t - perframe_{t-k}| over the pixels where
+the per-frame matte changed by EDGE_MOVED or more since the previous frame (an edge crossed them),
+refined to a fraction of a frame by a parabola through its neighbours. The raw model is per-frame by
+construction: its lag is 0.
+Also the matte stage's own time on 720p frames, and each segmentation runtime's time.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcam.config import Settings, load_settings
+from vcam.engine import Engine
+from vcam.errors import VcamError
+from vcam.matte import MatteBuilder
+from vcam.segmentation import Segmenter
+from vcam.testdata import testdata_path
+
+BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
+STATIC_LEVELS = 2        # grey levels: an input pixel changing less than this "barely changed"
+EDGE_MOVED = 64          # matte levels: a per-frame matte changing this much at a pixel = an edge moved there
+MAX_LAG = 4              # frames searched for the lag
+_K3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+
+
+class EvalError(VcamError):
+    """The test data `vcam eval` needs is missing."""
+
+
+# -- still-image metrics ---------------------------------------------------------------------------------
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    union = np.count_nonzero(pred | truth)
+    return 1.0 if union == 0 else np.count_nonzero(pred & truth) / union
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """The pixels on either side of the mask's boundary (a 1-px morphological gradient)."""
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _K3) > 0
+
+
+def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
+    """Boundary F-score: harmonic mean of edge precision and recall within `tolerance` px."""
+    bp, bt = _edges(pred), _edges(truth)
+    n_pred, n_truth = np.count_nonzero(bp), np.count_nonzero(bt)
+    if n_pred == 0 or n_truth == 0:
+        return float(n_pred == n_truth)
+    dist_to_truth = cv2.distanceTransform((~bt).astype(np.uint8), cv2.DIST_L2, 3)
+    dist_to_pred = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, 3)
+    precision = np.count_nonzero(dist_to_truth[bp] <= tolerance) / n_pred
+    recall = np.count_nonzero(dist_to_pred[bt] <= tolerance) / n_truth
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def raw_alpha(confidence: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    """The raw model output at frame size: its confidence upsampled bilinearly, nothing else."""
+    return cv2.resize(confidence, size, dst=dst, interpolation=cv2.INTER_LINEAR)
+
+
+def portrait_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
+    images = testdata_path("portraits", "images")
+    masks = testdata_path("portraits", "masks")
+    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))] if images.is_dir() else []
+    if not pairs:
+        raise EvalError(f"{images}: no portraits found (set VCAM_TESTDATA to the shared testdata folder)")
+    if limit and limit < len(pairs):  # an even spread over the set, not its first few
+        pairs = [pairs[round(i * len(pairs) / limit)] for i in range(limit)]
+    return pairs
+
+
+def eval_portraits(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
+    """Mean IoU and boundary F of the raw model and of vcam's matte over the portraits."""
+    seg = settings.segmentation
+    scores = {"raw": {"iou": [], "boundary_f": []}, "vcam": {"iou": [], "boundary_f": []}}
+    with Segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
+        matte = MatteBuilder(settings.matte, video=False)
+        for image_path, mask_path in pairs:
+            image = cv2.imread(str(image_path))
+            truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+            if image is None or truth is None:
+                raise EvalError(f"{image_path}: cannot read the portrait or its mask")
+            truth = truth > 127
+            h, w = image.shape[:2]
+            confidence = segmenter.segment(image)
+            for name, alpha in (("raw", raw_alpha(confidence, (w, h))),
+                                ("vcam", matte.build(confidence, (w, h), image))):
+                person = alpha >= 128
+                scores[name]["iou"].append(iou(person, truth))
+                scores[name]["boundary_f"].append(boundary_f(person, truth))
+    out = {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in scores.items()}
+    out["images"] = len(pairs)
+    return out
+
+
+# -- video metrics ----------------------------------------------------------------------------------------
+def _parabolic_argmin(errors: list[float]) -> float:
+    k = int(np.argmin(errors))
+    if 0 < k < len(errors) - 1:
+        a, b, c = errors[k - 1], errors[k], errors[k + 1]
+        denom = a - 2 * b + c
+        if denom > 0:
+            return k + 0.5 * (a - c) / denom
+    return float(k)
+
+
+class _Flicker:
+    """Running mean |alpha_t - alpha_{t-1}| over the pixels whose input barely changed."""
+
+    def __init__(self) -> None:
+        self.prev: np.ndarray | None = None
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, alpha: np.ndarray, static: np.ndarray | None) -> None:
+        if self.prev is not None and static is not None:
+            diff = cv2.absdiff(alpha, self.prev)
+            self.total += float(diff[static].sum(dtype=np.int64))
+            self.count += int(np.count_nonzero(static))
+            self.prev[...] = alpha
+        else:
+            self.prev = alpha.copy()
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def eval_video(settings: Settings, path: Path, max_frames: int = 300) -> dict:
+    """Flicker and lag on one real video, raw model vs vcam's matte (the Engine's live path)."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise EvalError(f"{path}: cannot open the video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    seg = settings.segmentation
+    per_frame = dataclasses.replace(settings.matte, temporal=0.0)
+    flicker = {"raw": _Flicker(), "vcam": _Flicker()}
+    history: deque[np.ndarray] = deque(maxlen=MAX_LAG + 1)  # per-frame mattes, newest last
+    lag_sums = np.zeros(MAX_LAG + 1)
+    lag_n = 0
+    prev_gray = gray = static = moving = None
+    n = 0
+    try:
+        with Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as segmenter, \
+                Engine(settings, video=True) as engine:
+            reference = MatteBuilder(per_frame, video=True)
+            while n < max_frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                h, w = frame.shape[:2]
+                ts = int(n * 1000 / fps)
+                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=gray)
+                if prev_gray is not None:
+                    change = cv2.absdiff(gray, prev_gray)
+                    static = change < STATIC_LEVELS
+                prev_gray = gray.copy()
+                confidence = segmenter.segment(frame, ts)
+                flicker["raw"].add(raw_alpha(confidence, (w, h)), static)
+                history.append(reference.build(confidence, (w, h), frame).copy())
+                if len(history) > 1:  # where the per-frame matte's edge moved across a pixel
+                    moving = cv2.absdiff(history[-1], history[-2]) >= EDGE_MOVED
+                alpha = engine.alpha(frame, ts)
+                flicker["vcam"].add(alpha, static)
+                if len(history) == MAX_LAG + 1 and moving is not None and np.any(moving):
+                    for k in range(MAX_LAG + 1):
+                        lag_sums[k] += float(cv2.absdiff(alpha, history[-1 - k])[moving].sum(dtype=np.int64))
+                    lag_n += int(np.count_nonzero(moving))
+                n += 1
+    finally:
+        cap.release()
+    if n < MAX_LAG + 2 or lag_n == 0:
+        raise EvalError(f"{path}: too few frames to measure ({n})")
+    lag = _parabolic_argmin(list(lag_sums / lag_n))
+    return {"frames": n, "raw": {"flicker": flicker["raw"].value, "lag": 0.0},
+            "vcam": {"flicker": flicker["vcam"].value, "lag": lag}}
+
+
+def video_paths() -> list[Path]:
+    folder = testdata_path("videos")
+    paths = sorted(folder.glob("*.mp4")) if folder.is_dir() else []
+    if not paths:
+        raise EvalError(f"{folder}: no videos found (set VCAM_TESTDATA to the shared testdata folder)")
+    return paths
+
+
+# -- timing -----------------------------------------------------------------------------------------------
+def time_stages(settings: Settings, frames: int = 100, size: tuple[int, int] = (1280, 720)) -> dict:
+    """Median ms a frame of the matte stage (raw upsampling vs vcam's) and of each segmentation runtime.
+
+    The contenders run interleaved, frame by frame, so a busy machine slows them alike.
+    """
+    video = video_paths()[0]
+    cap = cv2.VideoCapture(str(video))
+    clip = []
+    while len(clip) < 30:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        clip.append(cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR))
+    cap.release()
+    seg = settings.segmentation
+    out: dict = {"size": f"{size[0]}x{size[1]}"}
+    segmenters = {}
+    for runtime in ("mediapipe", "litert"):
+        try:
+            segmenters[runtime] = Segmenter(seg.model, seg.model_path, video=True, runtime=runtime)
+        except VcamError as e:
+            out[f"segment_{runtime}_ms"] = None
+            out[f"segment_{runtime}_error"] = str(e)
+    times: dict[str, list[float]] = {name: [] for name in [*segmenters, "raw", "vcam"]}
+    alpha = np.empty(size[::-1], np.uint8)
+    builder = MatteBuilder(settings.matte, video=True)
+    try:
+        for i in range(frames + 5):
+            frame = clip[i % len(clip)]
+            confidence = None
+            for runtime, segmenter in segmenters.items():
+                t0 = time.perf_counter()
+                c = segmenter.segment(frame, i * 33)
+                times[runtime].append(time.perf_counter() - t0)
+                if runtime == seg.runtime or confidence is None:
+                    confidence = c
+            t0 = time.perf_counter()
+            raw_alpha(confidence, size, dst=alpha)
+            t1 = time.perf_counter()
+            builder.build(confidence, size, frame)
+            t2 = time.perf_counter()
+            times["raw"].append(t1 - t0)
+            times["vcam"].append(t2 - t1)
+    finally:
+        for segmenter in segmenters.values():
+            segmenter.close()
+    ms = {name: float(np.median(v[5:]) * 1e3) for name, v in times.items()}  # the first few warm up
+    for runtime in segmenters:
+        out[f"segment_{runtime}_ms"] = ms[runtime]
+    out["matte_raw_ms"], out["matte_vcam_ms"] = ms["raw"], ms["vcam"]
+    return out
+
+
+# -- picture strip ----------------------------------------------------------------------------------------
+STRIP_FRAMES = {"desk_typing_960x540": (90, 240), "outdoor_sitting_640x360": (150,)}
+STRIP_BACKGROUND = ("backgrounds", "images", "pixabay_porch-691330_1280.jpg")
+
+
+def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
+                 frames: dict[str, tuple[int, ...]] | None = None) -> list[Path]:
+    """PNG rows (input | raw mask | vcam matte | composite on a new background) of a few video frames.
+
+    Only the Pixabay videos and background are used: the portraits may not be redistributed.
+    """
+    from vcam.backgrounds import load_background
+    from vcam.effects import Compositor
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    background = load_background(str(testdata_path(*STRIP_BACKGROUND)))
+    compositor = Compositor()
+    seg = settings.segmentation
+    written = []
+    for stem, wanted in (frames or STRIP_FRAMES).items():
+        path = testdata_path("videos", stem + ".mp4")
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise EvalError(f"{path}: cannot open the video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        with Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as raw_seg, \
+                Engine(settings, video=True) as engine:
+            for n in range(max(wanted) + 1):
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                h, w = frame.shape[:2]
+                ts = int(n * 1000 / fps)
+                raw = raw_alpha(raw_seg.segment(frame, ts), (w, h))
+                alpha = engine.alpha(frame, ts)
+                if n not in wanted:
+                    continue
+                composite = compositor.composite(frame, alpha, "replace", background=background)
+                tiles = [frame, cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR), cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR),
+                         composite]
+                tw = round(w * tile_height / h)
+                row = np.hstack([cv2.resize(t, (tw, tile_height), interpolation=cv2.INTER_AREA) for t in tiles])
+                target = out_dir / f"matte_strip_{stem.split('_')[0]}_{n}.png"
+                cv2.imwrite(str(target), row, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+                written.append(target)
+        cap.release()
+    background.close()
+    return written
+
+
+# -- the command ------------------------------------------------------------------------------------------
+def evaluate(settings: Settings, *, portraits: int = 0, frames: int = 300, timing: bool = True) -> dict:
+    result: dict = {"model": settings.segmentation.model, "runtime": settings.segmentation.runtime,
+                    "matte": dataclasses.asdict(settings.matte)}
+    if portraits >= 0:
+        result["portraits"] = eval_portraits(settings, portrait_pairs(portraits))
+    if frames > 0:
+        result["videos"] = {p.stem: eval_video(settings, p, frames) for p in video_paths()}
+    if timing:
+        result["timing"] = time_stages(settings)
+    return result
+
+
+def format_table(result: dict) -> str:
+    rows = [f"model {result['model']}, runtime {result['runtime']}",
+            f"{'':34} {'raw model':>10} {'vcam matte':>11}"]
+    if "portraits" in result:
+        p = result["portraits"]
+        rows.append(f"portraits ({p['images']})")
+        rows.append(f"  {'mean IoU at 50%':32} {p['raw']['iou']:10.4f} {p['vcam']['iou']:11.4f}")
+        rows.append(f"  {'boundary F (2 px)':32} {p['raw']['boundary_f']:10.4f} {p['vcam']['boundary_f']:11.4f}")
+    for name, v in result.get("videos", {}).items():
+        rows.append(f"{name} ({v['frames']} frames)")
+        rows.append(f"  {'flicker (0..255 on still pixels)':32} {v['raw']['flicker']:10.3f} "
+                    f"{v['vcam']['flicker']:11.3f}")
+        rows.append(f"  {'lag (frames)':32} {v['raw']['lag']:10.2f} {v['vcam']['lag']:11.2f}")
+    if "timing" in result:
+        t = result["timing"]
+        rows.append(f"time a frame at {t['size']} (median)")
+        rows.append(f"  {'matte stage (ms)':32} {t['matte_raw_ms']:10.2f} {t['matte_vcam_ms']:11.2f}")
+        for runtime in ("mediapipe", "litert"):
+            ms = t.get(f"segment_{runtime}_ms")
+            rows.append(f"  {'segment, ' + runtime + ' (ms)':32} {'':10} "
+                        f"{(f'{ms:11.2f}' if ms is not None else 'n/a'.rjust(11))}")
+    return "\n".join(rows)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="measure the matte (IoU, boundary F, flicker, lag) on the real test data",
+        description="Measure the raw model and vcam's matte on $VCAM_TESTDATA (default ../shared/testdata): "
+                    "IoU and boundary F-score on the portraits, flicker and lag on the videos.")
+    p.add_argument("--portraits", type=int, default=0, metavar="N",
+                   help="use N portraits spread over the set (default: all; -1: skip)")
+    p.add_argument("--frames", type=int, default=300, metavar="N",
+                   help="frames of each video (default 300; 0: skip the videos)")
+    p.add_argument("--no-timing", action="store_true", help="skip the timing of the stages")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--strip", metavar="DIR",
+                   help="also write picture strips (input, raw mask, vcam matte, composite) of a few video "
+                        "frames as PNG into DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    result = evaluate(settings, portraits=args.portraits, frames=args.frames, timing=not args.no_timing)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    if args.strip:
+        for path in write_strips(settings, Path(args.strip)):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
