@@ -17,6 +17,11 @@ from vcam.errors import VcamError
 # Subcommand modules, in the order `vcam --help` lists them.
 COMMAND_MODULES = [
     "vcam.apply",
+    "vcam.daemon",
+    "vcam.bench",
+    "vcam.sysetup",
+    "vcam.control",
+    "vcam.evaluate",
 ]
 
 

@@ -19,6 +19,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.to
 EFFECTS = ("blur", "replace", "video", "desaturate", "transparent", "none")
 SINKS = ("virtualcam", "preview", "file", "null")
 MODELS = ("general", "landscape")
+RUNTIMES = ("mediapipe", "litert")
+REFINES = ("guided", "none")
 
 
 class ConfigError(VcamError):
@@ -57,6 +59,8 @@ class OutputSettings:
 class SegmentationSettings:
     model: str = field(metadata=_choice(*MODELS))
     model_path: str
+    runtime: str = field(metadata=_choice(*RUNTIMES))
+    interval: int = field(metadata=_range(1, 4))
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,11 @@ class MatteSettings:
     edge_width: float = field(metadata=_range(0.0, 1.0))
     feather: int = field(metadata=_range(0, 64))
     temporal: float = field(metadata=_range(0.0, 0.95))
+    motion: int = field(metadata=_range(0, 255))
+    refine: str = field(metadata=_choice(*REFINES))
+    refine_size: int = field(metadata=_range(64, 1080))
+    refine_radius: int = field(metadata=_range(1, 32))
+    refine_eps: float = field(metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,38 @@ class DaemonSettings:
     idle_fps: int = field(metadata=_range(1, 30))
 
 
+def _check_hotkey(value: str) -> None:
+    from vcam.hotkeys import validate_hotkey  # late: hotkeys imports config
+    validate_hotkey(value)
+
+
+def _hotkey() -> dict:
+    return {"check": _check_hotkey}
+
+
+@dataclass(frozen=True)
+class HotkeySettings:
+    enabled: bool
+    next_effect: str = field(metadata=_hotkey())
+    previous_effect: str = field(metadata=_hotkey())
+    next_background: str = field(metadata=_hotkey())
+    previous_background: str = field(metadata=_hotkey())
+    toggle_pause: str = field(metadata=_hotkey())
+    toggle_mirror: str = field(metadata=_hotkey())
+    blur_stronger: str = field(metadata=_hotkey())
+    blur_weaker: str = field(metadata=_hotkey())
+    edge_softer: str = field(metadata=_hotkey())
+    edge_harder: str = field(metadata=_hotkey())
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    socket: str
+    max_request_bytes: int = field(metadata=_range(64, 1048576))
+    client_timeout: float = field(metadata=_range(0.1, 60.0))
+    watch_config: bool
+
+
 @dataclass(frozen=True)
 class Settings:
     camera: CameraSettings
@@ -95,6 +136,8 @@ class Settings:
     effect: EffectSettings
     backgrounds: BackgroundSettings
     daemon: DaemonSettings
+    hotkeys: HotkeySettings
+    control: ControlSettings
     source_files: tuple = ()
 
     def replace(self, section: str, **changes: Any) -> "Settings":
@@ -140,6 +183,11 @@ def _check_value(key: str, value: Any, typ: type, meta: dict, origin: str) -> An
         raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if typ is list and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings")
+    if "check" in meta:  # a syntax check of the value's own (e.g. a hotkey): raises ValueError with the reason
+        try:
+            meta["check"](value)
+        except ValueError as e:
+            raise ConfigError(f"{where} is not valid: {e}") from None
     return value
 
 
