@@ -21,5 +21,8 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/vcam bench
 
+eval: $(BIN)/.installed
+	$(BIN)/vcam eval
+
 clean:
 	rm -rf $(VENV) build *.egg-info

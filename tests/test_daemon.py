@@ -307,3 +307,18 @@ def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, dae
     finally:
         server.terminate()
         server.wait(5)
+
+
+def test_bad_background_at_start_falls_back_to_blur(shim, desk_video, tmp_path, daemon_guard):
+    fake = FakeCam(tmp_path)
+    config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
+    config.write_text(config.read_text().replace('background = "#ff00ff"', f'background = "{tmp_path}/gone.jpg"'))
+    proc = start_daemon(config, fake.env(shim))
+    daemon_guard.append(proc)
+    fake.wait_writes(20, timeout=30)
+    assert proc.poll() is None, "a missing background must not stop the daemon"
+    frame = fake.frame()
+    assert not corners_are(frame, MAGENTA_BGR) and frame[4:40, 4:60].std() < 40, "blurred picture, not magenta"
+    elapsed, rc, err = stop_daemon(proc)
+    assert rc == 0
+    assert "gone.jpg" in err and "showing blur instead" in err

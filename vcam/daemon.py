@@ -17,8 +17,9 @@ import time
 
 import sdnotify
 
-from vcam.config import load_settings, Settings
-from vcam.engine import look_from_settings
+from vcam.backgrounds import BackgroundError
+from vcam.config import Settings, load_settings
+from vcam.engine import Look, look_from_settings
 from vcam.live import LiveState, LiveStateHolder
 from vcam.pipeline import Pipeline
 
@@ -64,6 +65,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def startup_look(settings: Settings) -> Look:
+    """The configured look; a background that cannot be loaded is logged and blur shown instead, so a
+    moved or broken file never keeps the camera from starting."""
+    try:
+        return look_from_settings(settings)
+    except BackgroundError as e:
+        log.error("%s; showing blur instead", e)
+        return look_from_settings(settings.replace("effect", name="blur", background=""))
+
+
 def status_line(status: dict) -> str:
     bits = [f"{status['fps']:.0f} fps", status["effect"], f"camera {status['camera']}"]
     if status["on_demand"] == "idle":
@@ -75,7 +86,7 @@ def status_line(status: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    holder = LiveStateHolder(LiveState(look=look_from_settings(settings), mirror=settings.output.mirror))
+    holder = LiveStateHolder(LiveState(look=startup_look(settings), mirror=settings.output.mirror))
     pipeline = Pipeline(settings, holder)
     stop = threading.Event()
 
@@ -84,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # A reload request while the model is still loading must not kill us (SIGHUP's default); the
+    # controls install the real reload handler once they run.
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     notifier = sdnotify.SystemdNotifier()
     controls: list = []
     pipeline.start()  # VcamError (no device, no permission, bad model) -> exit 2 with the fix
@@ -92,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         notifier.notify("READY=1\nSTATUS=starting")
         log.info("running: %s -> %s (%s)", settings.camera.source,
                  settings.output.device if settings.output.sink == "virtualcam" else settings.output.sink,
-                 settings.effect.name)
+                 holder.get().look.effect)
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         interval = min(STATUS_INTERVAL_S, watchdog_usec / 2e6) if watchdog_usec else STATUS_INTERVAL_S
         sent_before = -1

@@ -30,18 +30,24 @@ class Compositor:
         self._bg = np.empty((h, w, 3), np.uint8)
         self._out = np.empty((h, w, 3), np.uint8)
         self._gray = np.empty((h, w), np.uint8)
+        self._half = np.empty((max(1, h // 2), max(1, w // 2), 3), np.uint8)
         sh, sw = max(1, h // BLUR_DOWNSCALE), max(1, w // BLUR_DOWNSCALE)
         self._small = np.empty((sh, sw, 3), np.uint8)
         self._small_blur = np.empty((sh, sw, 3), np.uint8)
+        self._key: ColorBackground | None = None
         self._rgba = np.empty((h, w, 4), np.uint8)
 
     # -- backgrounds of the effects ---------------------------------------------------------------------
     def blurred(self, frame: np.ndarray, strength: int) -> np.ndarray:
         """The frame blurred with a radius of about `strength` output pixels."""
         h, w = frame.shape[:2]
-        cv2.resize(frame, self._small.shape[1::-1], dst=self._small, interpolation=cv2.INTER_AREA)
-        sigma = max(0.5, strength / BLUR_DOWNSCALE / 2.0)
-        cv2.GaussianBlur(self._small, (0, 0), sigma, dst=self._small_blur, borderType=cv2.BORDER_REFLECT)
+        # Two halvings with INTER_LINEAR: at exactly 1/2 it averages each 2x2 block, so this is the 4x4 box
+        # filter INTER_AREA would apply, at a quarter of INTER_AREA's cost.
+        cv2.resize(frame, self._half.shape[1::-1], dst=self._half, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(self._half, self._small.shape[1::-1], dst=self._small, interpolation=cv2.INTER_LINEAR)
+        # stackBlur: a Gaussian look at a cost that does not grow with the radius
+        radius = max(1, round(strength / BLUR_DOWNSCALE))
+        cv2.stackBlur(self._small, (2 * radius + 1, 2 * radius + 1), dst=self._small_blur)
         cv2.resize(self._small_blur, (w, h), dst=self._bg, interpolation=cv2.INTER_LINEAR)
         return self._bg
 
@@ -72,8 +78,9 @@ class Compositor:
         elif effect == "desaturate":
             bg = self.desaturated(frame)
         elif effect == "transparent":
-            self._bg[:] = key_color
-            bg = self._bg
+            if self._key is None or self._key.bgr != tuple(key_color):
+                self._key = ColorBackground(tuple(key_color))  # filled once per size, not per frame
+            bg = self._key.frame((w, h))
         elif effect in ("replace", "video"):
             bg = (background or ColorBackground((255, 255, 255))).frame((w, h))
         else:

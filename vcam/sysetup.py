@@ -217,10 +217,11 @@ def check_model(settings: Settings) -> Check:
     from vcam.segmentation import Segmenter
 
     try:
-        Segmenter(settings.segmentation.model, settings.segmentation.model_path, video=True).close()
+        seg = settings.segmentation
+        Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime).close()
     except VcamError as e:
         return Check(False, "segmentation model does not load", str(e))
-    return Check(True, f"segmentation model '{settings.segmentation.model}' loads")
+    return Check(True, f"segmentation model '{settings.segmentation.model}' loads ({settings.segmentation.runtime})")
 
 
 def check_display() -> Check:
