@@ -165,6 +165,48 @@ def test_truncated_video(tmp_path, desk_video):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4"]
 
 
+def test_video_cut_in_the_middle_is_refused(tmp_path):
+    from tests.conftest import require_path
+
+    video = require_path("videos", "outdoor_sitting_640x360.mp4")
+    data = video.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.45)])  # header intact, frames missing from the middle on
+    cap = cv2.VideoCapture(str(cut))
+    assert cap.isOpened() and cap.read()[0], "the cut file must still open, or this test means nothing"
+    cap.release()
+    proc = vcam("apply", cut, tmp_path / "o.avi", "--effect", "blur")
+    assert_clean_error(proc, "cut.mp4", "truncated")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4"]
+
+
+def test_truncated_background_image_is_refused(tmp_path, portrait, background_image):
+    cut = tmp_path / "bg.jpg"
+    data = background_image.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    proc = vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "replace", "--background", cut)
+    assert_clean_error(proc, "bg.jpg", "truncated")
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_truncated_png_input_is_one_line(tmp_path, portrait):
+    png = tmp_path / "p.png"
+    cv2.imwrite(str(png), cv2.imread(str(portrait[0])))
+    data = png.read_bytes()
+    png.write_bytes(data[: len(data) * 3 // 4])
+    assert_clean_error(vcam("apply", png, tmp_path / "o.png"), "p.png")
+
+
+def test_output_same_as_input_is_refused(tmp_path, portrait):
+    copy = tmp_path / "me.jpg"
+    shutil.copy(portrait[0], copy)
+    before = copy.read_bytes()
+    assert_clean_error(vcam("apply", copy, copy, "--effect", "blur"), "me.jpg", "INPUT")
+    assert copy.read_bytes() == before
+    assert_clean_error(vcam("apply", tmp_path, tmp_path, "--effect", "blur"), "INPUT")
+    assert copy.read_bytes() == before
+
+
 def test_unknown_effect(tmp_path, portrait):
     assert_clean_error(vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "sparkle"), "--effect", "sparkle")
 

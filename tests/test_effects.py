@@ -148,6 +148,23 @@ def test_cover_resize_crops_instead_of_stretching():
     assert 0.45 <= white_fraction <= 0.55, "the band keeps its aspect: half of the cropped square"
 
 
+def test_compositing_allocates_no_full_frames(engine, samples):
+    """The hot path reuses its buffers: after a warm-up frame, no frame-sized allocation per frame."""
+    import tracemalloc
+
+    image = samples[0][0]
+    frame_bytes = image.size
+    for look in (Look(effect="blur"), Look(effect="replace"), Look(effect="transparent"),
+                 Look(effect="desaturate"), Look(effect="replace", background=ColorBackground((1, 2, 3)))):
+        engine.process(image, look)  # warm-up: buffers for this size
+        tracemalloc.start()
+        for _ in range(3):
+            engine.process(image, look)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < frame_bytes / 4, f"{look.effect}: {peak} bytes allocated per frame"
+
+
 def test_image_background_is_resized_once_and_cached(background_image):
     bg = ImageBackground(background_image)
     a = bg.frame((640, 360))

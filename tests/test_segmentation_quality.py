@@ -26,7 +26,7 @@ def test_general_model_matte_iou_on_all_portraits(portraits):
     iou = mean_iou(portraits, "general")
     print(f"\nvcam matte, general model, {len(portraits)} portraits: mean IoU {iou:.4f}")
     assert len(portraits) >= 200
-    assert iou >= 0.96
+    assert iou >= 0.965  # the raw model scores 0.962 here; the matte must beat it (docs/matte.md)
 
 
 def test_landscape_model_is_selectable_and_sound(portraits):
@@ -54,11 +54,22 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
         Segmenter("general", str(tmp_path / "nope.tflite"))
 
 
-def test_incompatible_model_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("runtime", ["mediapipe", "litert"])
+def test_incompatible_model_file_is_a_clear_error(tmp_path, runtime):
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"this is not a flatbuffer" * 100)
     with pytest.raises(ModelError, match="bogus.tflite"):
-        Segmenter("general", str(bogus))
+        Segmenter("general", str(bogus), runtime=runtime)
+
+
+@pytest.mark.parametrize("runtime", ["mediapipe", "litert"])
+@pytest.mark.parametrize("other", ["face_landmark/face_landmark.tflite", "holistic_landmark/hand_recrop.tflite"])
+def test_other_mediapipe_models_are_refused(runtime, other):
+    """Real .tflite files of other tasks: MediaPipe would load them and segment nonsense."""
+    path = bundled_model_path("general").parent.parent / other
+    assert path.is_file()
+    with pytest.raises(ModelError, match="not a selfie-segmentation model"):
+        Segmenter("general", str(path), runtime=runtime)
 
 
 def test_video_mode_accepts_repeated_timestamps(portraits):

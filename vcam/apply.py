@@ -15,6 +15,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from vcam import backgrounds
 from vcam.backgrounds import (
     IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Background, BackgroundError, load_background, parse_color)
 from vcam.config import EFFECTS, MODELS, Settings, load_settings
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     source, target = Path(args.input), Path(args.output)
     effect = args.effect or settings.effect.name
+    if target.exists() and target.resolve() == source.resolve():
+        raise InputError(f"{target}: OUTPUT is INPUT; choose another output so the original is kept")
     look = _look(settings, effect, args.background)
     try:
         if source.is_dir():
@@ -121,26 +124,13 @@ def _check_image_output(target: Path, effect: str) -> None:
         raise InputError(f"{target}: --effect transparent needs an output with alpha (.png, .webp, .tif)")
 
 
-def _is_truncated(path: Path, data: bytes) -> bool:
-    """OpenCV decodes a cut-off JPEG/PNG with only a warning; catch the common cases ourselves."""
-    ext = path.suffix.lower()
-    if ext in (".jpg", ".jpeg") or data[:3] == b"\xff\xd8\xff":
-        return b"\xff\xd9" not in data[-4096:]
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in data[-64:]
-    return False
-
-
 def read_image(path: Path) -> np.ndarray:
     """A BGR image, or InputError naming the file if it is missing, not an image or truncated."""
     _check_input_file(path)
-    data = path.read_bytes()
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise InputError(f"{path}: not a readable image")
-    if _is_truncated(path, data):
-        raise InputError(f"{path}: image file is truncated")
-    return image
+    try:
+        return backgrounds.read_image(path)
+    except backgrounds.ImageFileError as e:
+        raise InputError(str(e)) from None
 
 
 @contextlib.contextmanager
@@ -233,8 +223,10 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
                     bar.update(1)
                     ok, frame = cap.read(frame)
             writer.release()
-            if index == 0:
-                raise InputError(f"{source}: no frames decoded")
+            # A cut-off file decodes "fine" up to the cut; the container's frame count tells (some
+            # containers only estimate it, hence the small tolerance).
+            if total and index < total - max(2, total // 50):
+                raise InputError(f"{source}: video is truncated or damaged: decoded {index} of {total} frames")
     finally:
         cap.release()
     log.info("wrote %s (%d frames, %.2f fps, %dx%d)", target, index, fps, w, h)

@@ -7,6 +7,7 @@ a reused buffer and loop at their end.
 from __future__ import annotations
 
 from vcam.errors import VcamError
+from vcam.native import native_stderr_to_log
 
 import logging
 import re
@@ -29,6 +30,36 @@ NAMED_COLORS = {
 
 class BackgroundError(VcamError):
     """A background that cannot be used; the message names the file or the value."""
+
+
+class ImageFileError(VcamError):
+    """An image file that is missing, not an image, or cut off."""
+
+
+def _is_truncated(data: bytes) -> bool:
+    """OpenCV decodes a cut-off JPEG/PNG with only a warning (and grey where data is missing)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return b"\xff\xd9" not in data[-4096:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in data[-64:]
+    return False
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decode an image file, refusing missing, non-image and truncated files with a one-line error."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ImageFileError(f"{path}: cannot read ({e.strerror})") from None
+    with native_stderr_to_log():  # libjpeg/libpng print their own complaints about bad files
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+    if image is None:
+        raise ImageFileError(f"{path}: not a readable image")
+    if _is_truncated(data):
+        raise ImageFileError(f"{path}: image file is truncated")
+    return image
 
 
 def parse_color(text: str) -> tuple[int, int, int] | None:
@@ -93,10 +124,10 @@ class ImageBackground(Background):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = str(path)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BackgroundError(f"{path}: cannot read background image (missing, unreadable or not an image)")
-        self.image = image
+        try:
+            self.image = read_image(path)
+        except ImageFileError as e:
+            raise BackgroundError(f"cannot use as background: {e}") from None
         self._cached: np.ndarray | None = None
 
     def frame(self, size: tuple[int, int]) -> np.ndarray:

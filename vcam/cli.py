@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vcam {__version__}")
     parser.add_argument("--config", metavar="FILE",
                         help="settings file (default: ~/.config/vcam/config.toml over config/default.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output, including what OpenCV and MediaPipe print")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * verbosity if verbosity else logging.INFO
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """INFO by default (what the daemon is doing, for the journal); -v adds debug detail."""
+    logging.basicConfig(level=logging.DEBUG if verbosity else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
 
 
@@ -59,7 +59,8 @@ def quiet_native_logs() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if "-v" not in sys.argv and "-vv" not in sys.argv and "--verbose" not in sys.argv:
+    words = sys.argv[1:] if argv is None else argv
+    if not any(w in ("-v", "-vv", "--verbose") for w in words):
         quiet_native_logs()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -15,8 +15,9 @@ import os
 import cv2
 import numpy as np
 
-from vcam.segmentation import (ModelError, Shrinker, _check_model_file, _native_stderr_to_log, mask_size_for,
-                               resolve_model_path)
+from vcam.native import native_stderr_to_log
+from vcam.segmentation import (ModelError, Shrinker, _check_model_file, check_signature,
+                               mask_size_for, resolve_model_path)
 
 
 def _threads() -> int:
@@ -32,7 +33,7 @@ class LiteRTSegmenter:
 
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
         path = resolve_model_path(model, model_path)
-        _check_model_file(path)
+        _check_model_file(path, user_path=bool(model_path))
         self.model = model
         self.path = path
         self.video = video  # no timestamps needed: the model has no state between frames
@@ -42,7 +43,7 @@ class LiteRTSegmenter:
             raise ModelError("[segmentation] runtime = \"litert\" needs the ai-edge-litert package "
                              "(pip install ai-edge-litert==2.3.0), or use runtime = \"mediapipe\"") from None
         try:
-            with _native_stderr_to_log():  # "Created TensorFlow Lite XNNPACK delegate" and the like
+            with native_stderr_to_log():  # "Created TensorFlow Lite XNNPACK delegate" and the like
                 self._interp = Interpreter(model_path=str(path), num_threads=_threads())
                 self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as e:
@@ -51,12 +52,8 @@ class LiteRTSegmenter:
                              f"use a MediaPipe selfie segmentation .tflite file") from None
         inp = self._interp.get_input_details()
         out = self._interp.get_output_details()
-        shape = tuple(int(d) for d in inp[0]["shape"]) if len(inp) == 1 else ()
-        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or inp[0]["dtype"] != np.float32 or len(out) != 1:
-            raise ModelError(f"{path}: not a selfie-segmentation model (expected one 1xHxWx3 float input "
-                             f"and one mask output)")
+        self._model_h, self._model_w = check_signature(inp, out, path)
         self._in_index, self._out_index = inp[0]["index"], out[0]["index"]
-        self._model_h, self._model_w = shape[1], shape[2]
         self._in8 = np.empty((self._model_h, self._model_w, 3), np.uint8)
         self._inf = np.empty((1, self._model_h, self._model_w, 3), np.float32)
         self._small: np.ndarray | None = None

@@ -12,14 +12,12 @@ alpha matte is the matte stage's job.
 from __future__ import annotations
 
 from vcam.errors import VcamError
+from vcam.native import native_stderr_to_log
 
-import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -29,24 +27,6 @@ log = logging.getLogger(__name__)
 # Model input sizes (height, width): we downscale frames to this aspect ourselves (Shrinker), which is
 # cheaper than handing MediaPipe a full frame and getting a full-size float mask back.
 MODEL_INPUT = {"general": (256, 256), "landscape": (144, 256)}
-
-
-@contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
-    """MediaPipe's C++ start-up chatter (EGL, XNNPACK, feedback tensors) goes to fd 2 before absl logging
-    is initialised; route it into our debug log instead of the user's terminal."""
-    sys_fd = 2
-    saved = os.dup(sys_fd)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), sys_fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, sys_fd)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                log.debug("mediapipe: %s", line)
 
 
 class Shrinker:
@@ -94,11 +74,43 @@ def mask_size_for(frame_w: int, frame_h: int, model: str) -> tuple[int, int]:
     return max(16, round(frame_w * scale)), max(16, round(frame_h * scale))
 
 
-def _check_model_file(path: Path) -> None:
-    if not path.is_file():
-        raise ModelError(
-            f"{path}: segmentation model not found; reinstall mediapipe==0.10.21 "
-            f"(the last release that bundles the selfie models) or set [segmentation] model_path")
+def _check_model_file(path: Path, user_path: bool = False) -> None:
+    if path.is_file():
+        return
+    if user_path:
+        raise ModelError(f"{path}: segmentation model not found (set by [segmentation] model_path)")
+    raise ModelError(f"{path}: segmentation model not found; reinstall mediapipe==0.10.21 "
+                     f"(the last release that bundles the selfie models) or set [segmentation] model_path")
+
+
+def check_signature(inputs: list[dict], outputs: list[dict], path: Path) -> tuple[int, int]:
+    """(height, width) of a selfie-segmentation model's input, from its tensor details, or ModelError.
+
+    The shape is the whole test: one 1xHxWx3 float image in, one 1xHxWx1 mask of the same size out.
+    Other MediaPipe models (face or hand landmarks, detectors) fail it; MediaPipe itself would load
+    them and return nonsense.
+    """
+    shape_in = [int(d) for d in inputs[0]["shape"]] if len(inputs) == 1 else []
+    shape_out = [int(d) for d in outputs[0]["shape"]] if len(outputs) == 1 else []
+    if (len(shape_in) != 4 or shape_in[0] != 1 or shape_in[3] != 3 or inputs[0]["dtype"] != np.float32
+            or shape_out != [1, shape_in[1], shape_in[2], 1]):
+        raise ModelError(f"{path}: not a selfie-segmentation model (expected one 1xHxWx3 float input and one "
+                         f"1xHxWx1 mask output); use a MediaPipe selfie segmentation .tflite file")
+    return shape_in[1], shape_in[2]
+
+
+def read_signature(path: Path) -> tuple[int, int]:
+    """check_signature() for a model file, read with LiteRT's parser (cheap: no tensors allocated)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with native_stderr_to_log():
+            interp = Interpreter(model_path=str(path))
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "
+                         f"use a MediaPipe selfie segmentation .tflite file") from None
+    return check_signature(interp.get_input_details(), interp.get_output_details(), path)
 
 
 def Segmenter(model: str = "general", model_path: str = "", *, video: bool = False,
@@ -120,6 +132,8 @@ class MediaPipeSegmenter:
 
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
         path = resolve_model_path(model, model_path)
+        _check_model_file(path, user_path=bool(model_path))
+        read_signature(path)
         self.model = model
         self.path = path
         self.video = video
@@ -132,7 +146,6 @@ class MediaPipeSegmenter:
 
     @staticmethod
     def _create(path: Path, video: bool):
-        _check_model_file(path)
         # Imported here: mediapipe is heavy and only the segmenting commands need it.
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -143,7 +156,7 @@ class MediaPipeSegmenter:
             output_category_mask=False,
         )
         try:
-            with _native_stderr_to_log(), warnings.catch_warnings():
+            with native_stderr_to_log(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="MessageFactory class is deprecated")
                 return vision.ImageSegmenter.create_from_options(options)
         except (RuntimeError, ValueError) as e:
