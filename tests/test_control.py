@@ -167,6 +167,7 @@ def test_malformed_and_oversized_requests_get_errors_and_the_daemon_goes_on(rig)
         b'{"action": "effect", "args": ["blur", "x"]}\n': "usage",
         b'{"action": "effect", "args": ["sparkles"]}\n': "sparkles",
         b"\xff\xfe\x00garbage\n": "malformed",
+        b"[" * 3000 + b"\n": "malformed",  # nested deeper than the JSON parser recurses
         b"\n": "malformed",
         b"x" * (limit * 50): "too large",
         b'{"action": "status", "args": ["' + b"a" * limit + b'"]}\n': "too large",
@@ -278,3 +279,37 @@ def test_vcam_ctl_prints_and_exits_by_outcome(rig, capsys):
     assert main(["ctl", "status"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vcam: error: vcam is not running") and "\n" not in err
+
+
+def test_vcam_ctl_against_a_daemon_that_does_not_answer_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    """Something accepts on the socket but never replies (a hung daemon), or hangs up without a reply."""
+    import vcam.control as control
+    monkeypatch.setattr(control, "REPLY_TIMEOUT_S", 0.5)
+    path = tmp_path / "hung.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(4)
+    accepted: list = []
+
+    def serve(hang_up: bool) -> None:
+        conn, _ = server.accept()
+        accepted.append(conn)
+        if hang_up:
+            conn.recv(10)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, __import__("struct").pack("ii", 1, 0))
+            conn.close()  # reset, no reply
+
+    try:
+        for hang_up, words in ((False, "did not answer within 0.5 s"), (True, "without answering")):
+            th = threading.Thread(target=serve, args=(hang_up,))
+            th.start()
+            t0 = time.perf_counter()
+            assert main(["ctl", "--socket", str(path), "status"]) == 2
+            th.join(5)
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("vcam: error: ") and words in err and "\n" not in err, err
+            assert "Traceback" not in err and time.perf_counter() - t0 < 3
+    finally:
+        for conn in accepted:
+            conn.close()
+        server.close()

@@ -250,7 +250,8 @@ def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path
     # An application opens the virtual camera: the picture resumes within about a second.
     with open(fake.device, "rb"):
         took = wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 3, "live picture for the reader")
-        assert took < 1.5, f"resumed after {took:.2f} s"
+        assert took < 1.0, f"resumed after {took:.2f} s"
+        print(f"\non-demand: live picture {took * 1e3:.0f} ms after a reader opened the device")
         assert holds_open(proc.pid, source)
     # The reader is gone: after the linger the webcam is released again (its light would go off).
     wait_for(lambda: not holds_open(proc.pid, source), 6, "camera release")
@@ -322,3 +323,12 @@ def test_bad_background_at_start_falls_back_to_blur(shim, desk_video, tmp_path, 
     elapsed, rc, err = stop_daemon(proc)
     assert rc == 0
     assert "gone.jpg" in err and "showing blur instead" in err
+
+
+def test_bad_effect_option_names_the_option(capsys):
+    from vcam.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--effect", "bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--effect" in err and "bogus" in err and "blur" in err and "<override>" not in err and "\n" not in err

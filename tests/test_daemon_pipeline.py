@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vcam.capture import CameraSource, CaptureThread, OneSlot
 from vcam.config import load_settings
 from vcam.engine import look_from_settings
 from vcam.errors import VcamError
@@ -144,3 +146,108 @@ def test_a_failing_frame_never_stops_the_pipeline(tmp_path, desk_video, caplog):
         holder.update(lambda st: st.with_changes(look=good))
         wait_for(lambda: p.frames_processed > k0 + 10, 3, "recovery")
         assert p.status()["camera"] == "ok"
+
+
+def _decode_all(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
+def test_a_mirror_only_reload_does_not_reopen_the_output(tmp_path, portraits):
+    """[output] mirror is live state: reopening the output for it would restart a file sink's recording
+    (and break readers of a virtual camera on old v4l2loopback)."""
+    image, _mask = portraits[0]
+    s = make_settings(tmp_path, image, sink="file")
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s), mirror=False))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_sent >= 20, 10, "plain frames")
+        sink = p._sink
+        mirrored = s.replace("output", mirror=True)
+        p.reconfigure(mirrored)  # what a reload does; the reload applies mirror to the holder
+        holder.update(lambda st: st.with_changes(mirror=True))
+        assert p._sink is sink and p.settings.output.mirror is True
+        n0 = p.frames_sent
+        wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
+        n_total = p.frames_sent
+    frames = _decode_all(tmp_path / "o.mp4")
+    assert len(frames) >= n_total - 2, f"{len(frames)} frames in the recording, {n_total} sent"  # one recording
+    first, last = frames[5].astype(int), frames[-1].astype(int)
+    assert np.abs(last - first[:, ::-1]).mean() < 4  # and the mirror did apply
+
+
+def test_a_failed_reload_applies_nothing(tmp_path, desk_video):
+    """A reload changing [segmentation] and an [output] that cannot be opened: the new engine must not go
+    live (nor anything else of that reload); the old output keeps the frames coming."""
+    s = make_settings(tmp_path, desk_video, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_processed > 5, 10, "frames")
+        engine, sink = p._engine, p._sink
+        bad = s.replace("segmentation", interval=2).replace(
+            "output", sink="virtualcam", device=str(tmp_path / "no-such-video10"))
+        with pytest.raises(VcamError, match="no-such-video10"):
+            p.reconfigure(bad)
+        assert p.settings is s and p._pending_engine is None
+        k0, n0 = p.frames_processed, p.frames_sent
+        wait_for(lambda: p.frames_processed > k0 + 5 and p.frames_sent > n0 + 5, 3, "frames after the refusal")
+        assert p._engine is engine  # the old engine, not the refused reload's
+        assert p._sink is not None and p._sink.settings.sink == "null" and p._sink is not sink
+        # A refused [camera] after an accepted [output] change in the same reload: the output goes back too.
+        bad = s.replace("output", width=640, height=360).replace("camera", source=str(tmp_path / "gone.mp4"))
+        with pytest.raises(VcamError, match="gone.mp4"):
+            p.reconfigure(bad)
+        assert p.status()["size"] == [320, 180] and p.settings is s
+
+
+class _SlowCamera(CameraSource):
+    """The real desk-video source, but read() blocks like a V4L2 read waiting out its timeout, and it
+    notes whether anyone closed it while a read was in progress."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.slow = threading.Event()
+        self.reading = False
+        self.closed_while_reading = False
+
+    def read(self, buffer=None):
+        self.reading = True
+        try:
+            if self.slow.is_set():
+                time.sleep(0.6)
+            return super().read(buffer)
+        finally:
+            self.reading = False
+
+    def close(self) -> None:
+        if self.reading:
+            self.closed_while_reading = True
+        super().close()
+
+
+def test_capture_stop_never_closes_under_a_read_and_a_stopped_thread_publishes_nothing(desk_video):
+    s = load_settings(use_user_config=False).replace("camera", source=str(desk_video))
+    source = _SlowCamera(s.camera)
+    slot = OneSlot()
+    capture = CaptureThread(source, slot)
+    capture.start()
+    wait_for(lambda: slot.take(0.1) is not None, 10, "frames")
+    source.slow.set()
+    wait_for(lambda: source.reading, 2, "a read in progress")
+    time.sleep(0.05)
+    t0 = time.perf_counter()
+    closed = capture.stop(timeout=0.1)
+    assert time.perf_counter() - t0 < 0.3  # shutdown stays quick
+    assert not closed and not source.closed_while_reading
+    slot.clear()
+    seq = slot._seq
+    time.sleep(1.0)  # the read returns meanwhile
+    assert slot._seq == seq and slot.take(0) is None  # nothing published after stop()
+    assert not source.reading and not source.is_open  # the thread closed its own source on the way out
+    assert not source.closed_while_reading

@@ -101,3 +101,14 @@ def test_setup_service_writes_a_notify_unit_running_this_vcam(tmp_path):
     (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
     binary = exec_start.split("=", 1)[1].split()[0]
     assert os.access(binary, os.X_OK) and exec_start.endswith(" run")
+
+
+def test_setup_dry_run_says_what_would_be_done_not_done(tmp_path):
+    r = subprocess.run([*VCAM, "setup", "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "done:" not in r.stdout and "is configured" not in r.stdout, r.stdout
+    assert "dry run: nothing was changed" in r.stdout and "would" in r.stdout
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path))
+    r = subprocess.run([*VCAM, "setup", "--service", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "dry run: nothing was changed" in r.stdout and "would write" in r.stdout

@@ -118,6 +118,22 @@ def test_invalid_key_string_is_a_config_error_naming_the_key(tmp_path, capsys, c
     assert "[hotkeys] next_background" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("combo", ["<ctrl>+<alt>+e", "<alt>+<ctrl>+E"])
+def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, capsys, combo):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[hotkeys]\ntoggle_pause = "{combo}"\n')  # next_effect's default combination
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    message = str(err.value)
+    assert str(config) in message and "next_effect" in message and "toggle_pause" in message, message
+    assert main(["--config", str(config), "ctl", "status"]) == 2
+    err_text = capsys.readouterr().err
+    assert "toggle_pause" in err_text and "Traceback" not in err_text
+    # Unbinding the other one makes it valid.
+    config.write_text(f'[hotkeys]\ntoggle_pause = "{combo}"\nnext_effect = ""\n')
+    assert bindings(load_settings(config).hotkeys)[combo] == "toggle-pause"
+
+
 def test_each_default_hotkey_changes_the_next_frames(live):
     rig, service = live
     porch, aqua, retro, _ = rig.library

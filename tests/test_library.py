@@ -97,6 +97,29 @@ def test_empty_or_undecodable_library_falls_back_to_blur(tmp_path):
             ctl.close()
 
 
+def test_effect_replace_shows_the_configured_background(images, tmp_path):
+    """`effect replace` with nothing loaded shows [effect] background (not white, not the library's first)."""
+    aqua = images / "mate_nature_Aqua.jpg"
+    settings = load_settings(use_user_config=False).replace("effect", name="blur", background=str(aqua))
+    for library in ([], [str(images / "backscrub_background_retro.png")]):
+        holder = LiveStateHolder(LiveState(look=Look(effect="blur")))
+        ctl = Controller(None, holder, settings.replace("backgrounds", paths=library))
+        try:
+            assert ctl.run("effect", ["replace"])["effect"] == "replace"
+            bg = holder.get().look.background
+            assert isinstance(bg, ImageBackground) and bg.label == str(aqua), bg.label
+        finally:
+            ctl.close()
+    # A configured background that cannot be loaded: the library / white fallback, with no error.
+    holder = LiveStateHolder(LiveState(look=Look(effect="blur")))
+    ctl = Controller(None, holder, settings.replace("effect", background=str(tmp_path / "gone.jpg")))
+    try:
+        assert ctl.run("effect", ["replace"])["effect"] == "replace"
+        assert holder.get().look.background.label == "white"
+    finally:
+        ctl.close()
+
+
 def test_loading_happens_on_the_loader_thread_scaled_to_the_frame(images):
     library = _library([images / "mate_nature_Aqua.jpg"])
     seen = {}
@@ -137,18 +160,19 @@ def test_video_backgrounds_loop_and_replaced_ones_are_closed_later(videos, monke
         library.close()
 
 
-def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images, videos):
+def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
     """Frame interval around background switches stays within one frame of normal (the measurement).
 
-    The camera is the real desk video (every frame new), the library the largest images (2560x1600
-    JPEG: ~60 ms to decode, two frame intervals) and a video. We time the new frames the sink receives
-    in the 0.35 s after each switch, and in the same length of time later on (printed as the baseline:
-    what this machine does anyway, e.g. when other processes compete for the CPU). A switch that
-    decoded on the frame path would add its 20-60 ms to every switch window.
+    The camera is the real desk video (every frame new), the library the largest image backgrounds
+    (2560x1600 JPEGs, ~60 ms to decode at full size, and PNGs). While frames flow, we switch every 0.5 s
+    and time the new frames the sink receives. "Normal" is the 95th percentile of the intervals away from
+    any switch (what this machine does anyway, e.g. when other processes compete for the CPU); the worst
+    interval in the window of each switch must stay within one frame interval of it. A switch that
+    decoded or scaled on the frame path, or held the GIL for its decode, would add its 20-60 ms there.
     """
     library = [images / "mate_nature_Aqua.jpg", images / "backscrub_background_retro.png",
-               images / "mate_nature_Storm.jpg", videos / "backscrub_rotating_earth.webm",
-               images / "mate_nature_Wood.jpg", images / "backscrub_background_bauhaus.png"]
+               images / "mate_nature_Storm.jpg", images / "mate_nature_Wood.jpg",
+               images / "backscrub_background_bauhaus.png", images / "pixabay_porch-691330_1280.jpg"]
     sends: list[tuple[float, int]] = []
 
     class Timing(RecordingSink):
@@ -163,11 +187,15 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images, 
         rig.holder.subscribe(lambda _s: switches.append(time.perf_counter()))
         rig.start()
         try:
+            rig.controller.run("effect", ["replace"])  # first entry; then every switch swaps an image
             time.sleep(1.0)
+            switches.clear()
+            requested: list[float] = []
             t0 = time.perf_counter()
-            for _ in range(len(library)):
+            for _ in range(len(library) + 2):
+                requested.append(time.perf_counter())
                 rig.controller.run("next-background")
-                time.sleep(0.8)
+                time.sleep(0.5)
         finally:
             rig.stop()
     sends = [s for s in sends if s[0] >= t0 - 0.5]
@@ -176,18 +204,24 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images, 
     ends = new[1:]
     frame_ms = 1e3 / rig.settings.output.fps
 
+    # A switch's window: from its request (the load starts) to 0.3 s after it went live.
+    windows = [(req - 0.05, live + 0.3) for req, live in zip(requested, switches)]
+
     def worst(start: float, end: float) -> float:
         inside = (ends > start) & (ends <= end)
         return float(intervals[inside].max()) if inside.any() else float("inf")
 
-    around = [worst(sw - 0.05, sw + 0.3) for sw in switches]
-    baseline = [worst(sw + 0.4, sw + 0.75) for sw in switches]
-    normal = float(np.median(intervals))
-    print(f"\nswitch stall: median frame interval {normal:.1f} ms; worst interval around each of "
-          f"{len(switches)} switches: " + ", ".join(f"{w:.0f}" for w in around)
-          + " ms; same-length windows without a switch: " + ", ".join(f"{w:.0f}" for w in baseline) + " ms")
-    assert len(switches) == len(library)
-    assert normal < 1.5 * frame_ms  # frames flowing at about the camera's rate
-    # A typical switch stays within one frame of normal. (Single windows, with or without a switch, can
-    # be longer when other processes take the CPU: the median is what a frame-path stall would move.)
-    assert float(np.median(around)) <= normal + frame_ms, (around, baseline)
+    around = [worst(a, b) for a, b in windows]
+    away = np.ones(len(intervals), bool)
+    for a, b in windows:
+        away &= ~((ends > a) & (ends <= b + 0.05))
+    normal_p95 = float(np.percentile(intervals[away], 95))
+    median = float(np.median(intervals))
+    took = [(live - req) * 1e3 for req, live in zip(requested, switches)]
+    print(f"\nswitch stall: median frame interval {median:.1f} ms, p95 away from switches {normal_p95:.1f} ms "
+          f"({int(away.sum())} intervals); worst interval around each of {len(switches)} switches: "
+          + ", ".join(f"{w:.0f}" for w in around) + f" ms (worst {max(around):.0f}); switches took "
+          + ", ".join(f"{t:.0f}" for t in took) + " ms")
+    assert len(switches) == len(requested)
+    assert median < 1.5 * frame_ms  # frames flowing at about the camera's rate
+    assert max(around) <= normal_p95 + frame_ms, (around, normal_p95)

@@ -180,3 +180,41 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
     assert "0_corrupt.jpg" in text and "skipping" in text
     assert text.count("config reload rejected") == 2 and "Traceback" not in text
     assert text.count("hotkeys disabled") == 1  # one clear line, not one per retry
+
+
+def test_ctl_reload_reaches_the_daemon_when_the_broken_config_sets_its_socket(rig, capsys):
+    """`vcam ctl reload` must find the daemon through [control] socket even though that file is invalid."""
+    from vcam.cli import main
+    rig.write_config(matte={"threshold": 7})  # out of range: the config does not load
+    assert main(["--config", str(rig.config), "ctl", "reload"]) == 1  # reached the daemon, which refused
+    err = capsys.readouterr().err
+    assert "refused" in err and "[matte] threshold" in err and "not running" not in err, err
+    # Not even TOML: the socket line is still found in its [control] table.
+    rig.config.write_text(f'[effect\nname = \n[control]\nsocket = "{rig.socket}"\n')
+    assert main(["--config", str(rig.config), "ctl", "status"]) == 0
+    assert "camera: ok" in capsys.readouterr().out
+    assert rig.ok("status")["camera"] == "ok"
+
+
+def test_config_created_after_start_in_a_missing_folder_is_applied(rig, monkeypatch, tmp_path):
+    """No ~/.config/vcam at start (here not even $XDG_CONFIG_HOME): a config written there later is
+    picked up like a saved one."""
+    from vcam.config import load_settings, user_config_path
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg" / "config"))
+    path = user_config_path()
+    assert not path.parent.parent.parent.exists()
+    monkeypatch.setattr(rig.controller, "config_path", None)
+    monkeypatch.setattr(rig.controller, "load_settings", lambda: load_settings())
+    watcher = ConfigWatcher(rig.controller).start()
+    try:
+        path.parent.mkdir(parents=True)  # like `mkdir -p ~/.config/vcam`: three folders in a burst
+        sections = dict(rig.sections, effect={"name": "desaturate"})
+        path.write_text(toml(sections))
+        rig.wait_state(lambda s: s.look.effect == "desaturate", timeout=5)
+        rig.shows(_grey)
+        assert watcher.watched == path.parent
+        # And it keeps watching it: the next save is applied too.
+        path.write_text(toml(dict(sections, effect={"name": "transparent"})))
+        rig.wait_state(lambda s: s.look.effect == "transparent", timeout=5)
+    finally:
+        watcher.stop()

@@ -158,7 +158,15 @@ def _set_effect(ctl: Controller, name: str) -> dict:
     look = ctl.holder.get().look
     if name in ("replace", "video"):
         if look.background is None:
-            # A background effect with nothing loaded: the library's current entry, else the config's, else white.
+            # A background effect with nothing loaded: the config's [effect] background, else the library's
+            # current entry, else white. Loaded on the library's loader thread, never on the frame path.
+            configured = ctl.settings.effect.background.strip()
+            if configured:
+                try:
+                    ctl.wait(ctl.library.select(configured, lambda s: ctl.show_switch(s)))
+                    return _summary(ctl)
+                except VcamError as e:
+                    log.warning("[effect] background not usable (%s); using the library or white", e)
             if len(ctl.library):
                 switch = ctl.wait(ctl.library.current(lambda s: ctl.show_switch(s)))
                 if switch.background is None:

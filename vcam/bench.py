@@ -96,7 +96,8 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # The kernel's high-water mark is updated lazily and can trail the current RSS by a few pages.
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, current_rss_mb())
 
 
 def current_rss_mb() -> float:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.25
 BACKOFF_MAX_S = 3.0
+STOP_WAIT_S = 2.5  # longer than a V4L2 read can block (CAP_PROP_READ_TIMEOUT_MSEC 2000)
 FILE_CHECK_INTERVAL_S = 0.25  # how often a file source checks it still exists (an "unplug" of a file)
 
 
@@ -249,15 +250,23 @@ class CaptureThread:
         self.slot = slot
         self.state = "released"
         self.last_error = ""
+        self.opened = 0  # how many times the source was (re)opened: each is a cut in the input
         self.read_ms: deque[float] = deque(maxlen=600)  # time inside read() (decode), for `vcam bench`
         self._wanted = threading.Event()
         self._stop = threading.Event()
+        self._publish = threading.Lock()  # held while publishing; stop() takes it, so none comes after
         self._thread: threading.Thread | None = None
 
     def start(self, wanted: bool = True) -> None:
+        """Start the thread. A previous thread of this object must be gone (it owns the source)."""
+        previous = self._thread
+        if previous is not None and previous.is_alive():
+            previous.join(STOP_WAIT_S)
+            if previous.is_alive():
+                raise CameraError(f"camera {self.source.label}: the previous read has not returned")
         self.set_wanted(wanted)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="vcam-capture", daemon=True)
+        self._stop = stop = threading.Event()  # each thread its own: a late old thread never runs on
+        self._thread = threading.Thread(target=self._run, args=(stop,), name="vcam-capture", daemon=True)
         self._thread.start()
 
     def set_wanted(self, wanted: bool) -> None:
@@ -271,26 +280,36 @@ class CaptureThread:
     def wanted(self) -> bool:
         return self._wanted.is_set()
 
-    def stop(self, timeout: float = 0.5) -> None:
-        """Stop reading and release the camera. The thread is a daemon: a wedged read can't block exit."""
-        self._stop.set()
+    def stop(self, timeout: float = 0.5) -> bool:
+        """Stop reading and release the camera; True if the camera is closed when this returns.
+
+        Only the capture thread touches the source while it runs: if it is still inside a read (a V4L2
+        read can block up to its 2 s timeout) when `timeout` is up, it closes the source itself when the
+        read returns; it can no longer publish a frame either way. The thread is a daemon: a wedged read
+        can't block exit."""
+        with self._publish:
+            self._stop.set()
         self._wanted.set()  # wake it if it waits to be wanted
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("capture thread did not stop within %.1f s", timeout)
-        self._thread = None
-        self.source.close()
+        thread = self._thread
         self.state = "released"
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("capture thread did not stop within %.1f s; it releases the camera when its "
+                            "read returns", timeout)
+                return False
+        self._thread = None
+        self.source.close()  # no thread uses it any more
+        return True
 
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped or released; True if we should carry on."""
-        return not self._stop.wait(seconds)
+    def _sleep(self, stop: threading.Event, seconds: float) -> bool:
+        """Sleep unless stopped; True if we should carry on."""
+        return not stop.wait(seconds)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         buf: np.ndarray | None = None
         backoff = BACKOFF_START_S
-        while not self._stop.is_set():
+        while not stop.is_set():
             if not self._wanted.is_set():
                 if self.source.is_open:
                     self.source.close()
@@ -304,6 +323,7 @@ class CaptureThread:
             try:
                 if not self.source.is_open:
                     self.source.open()
+                    self.opened += 1
                     log.info("camera %s open (%sx%s @ %.3g fps)", self.source.label,
                              *(self.source.size or ("?", "?")), self.source.fps)
                 frame = self.source.read(buf)
@@ -311,10 +331,12 @@ class CaptureThread:
                 self.read_ms.append((t - self.source.read_started) * 1e3)
             except CameraError as e:
                 self.source.close()
+                if stop.is_set():
+                    break
                 if self.state != "unavailable" or str(e) != self.last_error:
                     log.warning("%s; retrying", e)
                 self.state, self.last_error = "unavailable", str(e)
-                if not self._sleep(backoff):
+                if not self._sleep(stop, backoff):
                     break
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -322,13 +344,16 @@ class CaptureThread:
                 log.exception("camera %s: unexpected error; reopening", self.source.label)
                 self.source.close()
                 self.state = "unavailable"
-                if not self._sleep(backoff):
+                if not self._sleep(stop, backoff):
                     break
                 continue
-            if self.state != "ok":
-                log.info("camera %s: frames flowing", self.source.label)
-            self.state, backoff = "ok", BACKOFF_START_S
-            if not self._wanted.is_set():
-                continue  # released while reading: don't publish a frame from a camera we let go
-            buf = self.slot.put(frame, t)
+            with self._publish:
+                if stop.is_set():
+                    break  # stopped while reading: this frame is from a camera we were told to let go
+                if self.state != "ok":
+                    log.info("camera %s: frames flowing", self.source.label)
+                self.state, backoff = "ok", BACKOFF_START_S
+                if not self._wanted.is_set():
+                    continue  # released while reading: don't publish a frame from a camera we let go
+                buf = self.slot.put(frame, t)
         self.source.close()

@@ -198,7 +198,30 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
         if f.name not in values:
             raise ConfigError(f"{origin}: [{name}] {f.name} is missing")
         kwargs[f.name] = _check_value(f"{name}.{f.name}", values[f.name], hints[f.name], dict(f.metadata), origin)
-    return cls(**kwargs)
+    section = cls(**kwargs)
+    if cls is HotkeySettings:
+        _check_hotkeys_distinct(section, origin)
+    return section
+
+
+def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
+    """Two actions on one combination: only one of them would ever fire, so refuse it."""
+    from vcam.hotkeys import combination
+    seen: dict[frozenset, str] = {}
+    for f in fields(hotkeys):
+        combo = getattr(hotkeys, f.name)
+        if f.name == "enabled" or not combo:
+            continue
+        try:
+            key = combination(combo)
+        except ValueError:  # pynput accepted it (checked above) but our grammar doesn't: compare as text
+            key = frozenset([combo])
+        if key in seen:
+            first = seen[key]
+            raise ConfigError(f"{origin}: [hotkeys] {first} and {f.name} are the same combination "
+                              f"({getattr(hotkeys, first)!r}, {combo!r}): only one could ever fire; "
+                              f"change one, or unbind it with \"\"")
+        seen[key] = f.name
 
 
 def _section_classes() -> dict[str, type]:

@@ -8,19 +8,22 @@ Request:  {"action": "effect", "args": ["blur"]}      Reply: {"ok": true, "resul
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import re
 import socket
 import socketserver
 import struct
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from vcam.config import ConfigError, ControlSettings, load_settings
+from vcam.config import ConfigError, ControlSettings, load_settings, user_config_path
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,11 @@ class _Handler(socketserver.StreamRequestHandler):
         super().setup()
 
     def handle(self) -> None:
-        reply = self._reply()
+        try:
+            reply = self._reply()
+        except Exception as e:  # whatever a request does, it gets a reply and the daemon goes on
+            log.exception("control request failed")
+            reply = {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
         try:
             self.wfile.write((json.dumps(reply, default=str) + "\n").encode())
         except OSError:
@@ -92,7 +99,7 @@ class _Handler(socketserver.StreamRequestHandler):
             return {"ok": False, "error": f"request too large (limit {limit} bytes)"}
         try:
             request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: e.g. 3 KB of "["
             return {"ok": False, "error": "malformed request: expected one JSON object per line, "
                                           "like {\"action\": \"status\", \"args\": []}"}
         if not isinstance(request, dict) or not isinstance(request.get("action"), str):
@@ -180,8 +187,16 @@ class NotRunning(VcamError):
     """No daemon answers on the control socket."""
 
 
-def request(path: Path, action: str, args: list[str] | None = None, timeout: float = 15.0) -> dict:
-    """Send one request and return the reply; NotRunning if nothing serves `path`."""
+REPLY_TIMEOUT_S = 15.0  # longer than any action takes (a reload that reopens the camera and the model)
+
+
+class NotAnswering(NotRunning):
+    """Something accepts connections on the control socket but does not answer."""
+
+
+def request(path: Path, action: str, args: list[str] | None = None, timeout: float | None = None) -> dict:
+    """Send one request and return the reply; NotRunning if nothing serves `path` or nothing answers."""
+    timeout = REPLY_TIMEOUT_S if timeout is None else timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
@@ -198,17 +213,28 @@ def request(path: Path, action: str, args: list[str] | None = None, timeout: flo
                 from None
         except OSError as e:
             raise NotRunning(f"{path}: cannot reach vcam: {e.strerror or e}") from None
-        s.sendall((json.dumps({"action": action, "args": args or []}) + "\n").encode())
         data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            s.sendall((json.dumps({"action": action, "args": args or []}) + "\n").encode())
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, socket.timeout):
+            raise NotAnswering(f"{path}: vcam did not answer within {timeout:g} s (is it hung? "
+                               f"`systemctl --user restart vcam`)") from None
+        except OSError as e:  # BrokenPipe, ConnectionReset, ...
+            raise NotAnswering(f"{path}: vcam closed the connection without answering "
+                               f"({e.strerror or type(e).__name__})") from None
+    if not data:
+        raise NotAnswering(f"{path}: vcam closed the connection without answering")
     try:
         reply = json.loads(data)
-    except ValueError:
-        raise VcamError(f"{path}: vcam sent an unreadable reply") from None
+    except (ValueError, RecursionError):
+        raise NotAnswering(f"{path}: vcam sent an unreadable reply") from None
+    if not isinstance(reply, dict):
+        raise NotAnswering(f"{path}: vcam sent an unreadable reply")
     return reply
 
 
@@ -220,7 +246,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "ctl", help="control the running vcam (effect, background, pause, reload, status)",
         description="Send an action to the running vcam over its control socket. Exit status: 0 accepted, "
-                    "1 refused, 2 vcam not running.",
+                    "1 refused, 2 vcam not running or not answering.",
         epilog="actions:\n" + "\n".join(lines) + f"\n\naliases: {aliases}",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("action", metavar="ACTION", help="an action below")
@@ -236,14 +262,45 @@ def _format(result: Any) -> str:
     return "" if result is None else str(result)
 
 
+def _raw_socket_setting(config: str | None) -> str | None:
+    """[control] socket read straight from the config file, for when the file does not validate."""
+    path = Path(config) if config else user_config_path()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    try:
+        value = tomllib.loads(text).get("control", {}).get("socket")
+        return value if isinstance(value, str) else None
+    except (tomllib.TOMLDecodeError, AttributeError):
+        pass
+    # Not even valid TOML: look for the line itself, in the [control] table.
+    section = None
+    for line in text.splitlines():
+        header = re.match(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$", line)
+        if header:
+            section = header.group(1)
+            continue
+        m = re.match(r"""\s*socket\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(#.*)?$""", line)
+        if section == "control" and m:
+            return m.group(1) if m.group(1) is not None else m.group(2)
+    return None
+
+
 def _ctl_socket(config: str | None) -> Path:
-    """The socket from the config; a config with a mistake must not lock the user out of `vcam ctl`."""
+    """The socket from the config; a config with a mistake must not lock the user out of `vcam ctl`
+    (above all `vcam ctl reload` after fixing it), so then [control] socket is read from the raw file."""
     try:
         return socket_path(load_settings(config).control)
     except ConfigError as e:
-        print(f"vcam ctl: warning: {e}; trying the default control socket "
-              f"(the running vcam keeps its config until it is fixed)", file=sys.stderr)
-        return socket_path(load_settings(use_user_config=False).control)
+        raw = _raw_socket_setting(config)
+        where = "its [control] socket" if raw else "the default control socket"
+        print(f"vcam ctl: warning: {e}; trying {where} (the running vcam keeps its config until it is fixed)",
+              file=sys.stderr)
+        defaults = load_settings(use_user_config=False).control
+        if raw:
+            defaults = dataclasses.replace(defaults, socket=raw)
+        return socket_path(defaults)
 
 
 def run(args) -> int:

@@ -18,7 +18,7 @@ import time
 import sdnotify
 
 from vcam.backgrounds import BackgroundError
-from vcam.config import Settings, load_settings
+from vcam.config import EFFECTS, Settings, load_settings
 from vcam.engine import Look, look_from_settings
 from vcam.live import LiveState, LiveStateHolder
 from vcam.pipeline import Pipeline
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--source", metavar="DEV|FILE", help="camera: /dev/videoN, an index, or a video/image file")
     p.add_argument("--sink", choices=("virtualcam", "preview", "file", "null"), help="where frames go")
     p.add_argument("--device", metavar="DEV", help="the v4l2loopback device (default from [output] device)")
-    p.add_argument("--effect", help="background effect (blur, replace, video, desaturate, transparent, none)")
+    p.add_argument("--effect", choices=EFFECTS, help="background effect")
     p.add_argument("--background", metavar="SPEC", help="image, video or colour for replace/video")
     p.add_argument("--no-on-demand", action="store_true", help="keep the webcam open even without readers")
     p.set_defaults(func=run)

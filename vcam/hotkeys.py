@@ -66,6 +66,11 @@ def validate_hotkey(text: str) -> None:
         except ValueError as e:
             raise ValueError(f"{text!r}: pynput cannot parse {e}; use e.g. '<ctrl>+<alt>+b'") from None
         return
+    _tokens(text)
+
+
+def _tokens(text: str) -> list[str]:
+    """The keys of a hotkey string, normalised (lower case, no brackets); ValueError saying what is wrong."""
     parts, start = [], 0
     for i, c in enumerate(text):
         if c == "+" and i != start:
@@ -74,7 +79,7 @@ def validate_hotkey(text: str) -> None:
     if start == len(text):
         raise ValueError(f"{text!r} ends with '+'; use e.g. '<ctrl>+<alt>+b'")
     parts.append(text[start:])
-    seen = set()
+    seen: list[str] = []
     for part in parts:
         if len(part) == 1:
             token = part.lower()
@@ -88,7 +93,14 @@ def validate_hotkey(text: str) -> None:
                              f"use e.g. '<ctrl>+<alt>+b'")
         if token in seen:
             raise ValueError(f"{text!r}: {part!r} appears twice")
-        seen.add(token)
+        seen.append(token)
+    return seen
+
+
+def combination(text: str) -> frozenset[str]:
+    """What a hotkey string means to pynput: a set of keys held together (order and case don't matter),
+    so '<alt>+<ctrl>+B' and '<ctrl>+<alt>+b' are the same combination."""
+    return frozenset(_tokens(text))
 
 
 def bindings(settings: HotkeySettings) -> dict[str, str]:

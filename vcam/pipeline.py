@@ -12,6 +12,7 @@ The worker reads `holder.get()` once per frame: look, mirror and pause changes a
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from vcam.backgrounds import cover_resize
-from vcam.capture import CameraSource, CaptureThread, Frame, OneSlot
+from vcam.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
 from vcam.config import Settings
 from vcam.engine import Engine
 from vcam.errors import VcamError
@@ -202,30 +203,51 @@ class Pipeline:
     def reconfigure(self, settings: Settings) -> None:
         """Apply reloaded settings, restarting only the stages whose section changed.
 
-        On failure the old stage keeps running and VcamError is raised. [effect] and mirror are live
-        state: the caller updates the holder for those.
+        All or nothing: on failure every stage keeps (or gets back) its old settings and VcamError is
+        raised; a new segmentation engine goes live only once every other stage succeeded. [effect] and
+        [output] mirror are live state, not stages: the caller updates the holder for those (a mirror
+        change never reopens the output).
         """
         old = self.settings
         if not self._started:
             self.settings = settings
             return
-        if settings.segmentation != old.segmentation:
-            self._pending_engine = Engine(settings, video=True)  # the worker swaps it in between frames
-        if settings.output != old.output:
-            self._reopen_output(old, settings)
-        if settings.camera != old.camera:
-            self._reopen_camera(settings)
+        output_changed = _without_mirror(settings.output) != _without_mirror(old.output)
+        camera_changed = settings.camera != old.camera
+        engine = Engine(settings, video=True) if settings.segmentation != old.segmentation else None
+        try:
+            if output_changed:
+                self._reopen_output(settings, old)
+            if camera_changed:
+                try:
+                    self._reopen_camera(settings)
+                except VcamError:
+                    if output_changed:  # back to the old output too: nothing of this reload stays applied
+                        try:
+                            self._reopen_output(old, settings)
+                        except VcamError as e:
+                            log.error("could not reopen the previous output after a refused reload: %s", e)
+                    raise
+        except BaseException:
+            if engine is not None:
+                engine.close()
+            raise
+        if engine is not None:
+            self._pending_engine = engine  # the worker swaps it in between frames
         self._sync_monitor(settings)
         if settings.matte != old.matte:
             self.holder.update(lambda st: st.with_changes(look=st.look.with_changes(matte=settings.matte)))
         self.settings = settings
         self._out_slot.wake()
 
-    def _reopen_output(self, old: Settings, new: Settings) -> None:
+    def _reopen_output(self, new: Settings, old: Settings) -> None:
+        """Open `new`'s output in place of the current one; on failure reopen `old`'s and raise."""
         size = output_size(new.output, self._camera_size_hint(new))
         with self._sink_lock:
             # Close first: the same v4l2loopback device cannot be opened twice by one process.
-            self._sink.close()
+            if self._sink is not None:
+                self._sink.close()
+                self._sink = None
             try:
                 sink = open_sink(new.output, size, **self._sink_options)
             except VcamError:
@@ -237,13 +259,19 @@ class Pipeline:
         source = CameraSource(new.camera, pace=self._pace_source)
         wanted = self._camera_wanted()
         old_capture = self._capture
-        old_capture.stop(timeout=0.5)  # the old camera must be closed before the same device is reopened
+        # The old camera must be closed before the same device is reopened: wait out a read in progress.
+        closed = old_capture.stop(timeout=STOP_WAIT_S)
         if wanted:
             try:
                 source.open()  # validate now so a bad [camera] section is reported, not retried forever
             except VcamError as e:
-                old_capture.start(wanted=self._camera_wanted())
-                raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {e}") from None
+                # A fresh thread on the old source (the old thread, if still inside a read, closes its own
+                # when the read returns; until then the new one retries as "unavailable").
+                old_source = CameraSource(old_capture.source.settings, pace=self._pace_source)
+                self._capture = CaptureThread(old_source, self._cam_slot)
+                self._capture.start(wanted=self._camera_wanted())
+                busy = "" if closed else " (the old camera was still busy in a read)"
+                raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {e}{busy}") from None
         self._capture = CaptureThread(source, self._cam_slot)
         self._capture.start(wanted=self._camera_wanted())
 
@@ -252,6 +280,7 @@ class Pipeline:
         done: np.ndarray | None = None  # the camera buffer to give back on the next take
         out_buf: np.ndarray | None = None
         resized: np.ndarray | None = None
+        last_source_run: tuple | None = None
         while not self._stop.is_set():
             item = self._cam_slot.take(0.2, give_back=done)
             done = None
@@ -264,6 +293,11 @@ class Pipeline:
             if self._pending_engine is not None:
                 old, self._engine, self._pending_engine = self._engine, self._pending_engine, None
                 old.close()
+            capture = self._capture
+            source_run = (id(capture), capture.opened) if capture is not None else None
+            if source_run != last_source_run:  # the camera (re)opened: a cut, don't smooth across it
+                last_source_run = source_run
+                self._engine.matte.reset()
             try:
                 t0 = time.perf_counter()
                 w, h = self._size
@@ -376,6 +410,11 @@ class Pipeline:
         else:
             kind = "idle"
         return placeholder(kind, tuple(self._size))
+
+
+def _without_mirror(output):
+    """[output] minus mirror, which is live state: a mirror change alone must not reopen the device."""
+    return dataclasses.replace(output, mirror=False)
 
 
 __all__ = ["Pipeline", "StageStats", "OutputError"]

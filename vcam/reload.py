@@ -95,9 +95,15 @@ def install_sighup(ctl) -> None:
 
 
 class ConfigWatcher:
-    """Reload when the config file is saved (inotify on its folder: editors save by rename)."""
+    """Reload when the config file is saved (inotify on its folder: editors save by rename).
+
+    If the folder does not exist yet (no ~/.config/vcam when vcam starts), the nearest existing parent
+    is watched instead, and the watch moves down as the folders appear, so a config created later is
+    applied like a saved one."""
 
     DEBOUNCE_MS = 300
+    FILE_MASK = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
+    DIR_MASK = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
 
     def __init__(self, ctl) -> None:
         self.ctl = ctl
@@ -106,14 +112,36 @@ class ConfigWatcher:
         self._stop = threading.Event()
         self._inotify = INotify()
         self._thread: threading.Thread | None = None
-        mask = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
+        self._wd: int | None = None
+        self.watched: Path | None = None  # the folder watched now: the config's, or a parent still waiting
         try:
-            self._inotify.add_watch(str(self.path.parent), mask)
+            self._watch_nearest()
             self._watching = True
         except OSError as e:
             log.info("config watch: cannot watch %s (%s); use SIGHUP or `vcam ctl reload`", self.path.parent,
                      e.strerror or e)
             self._watching = False
+
+    def _watch_nearest(self) -> bool:
+        """Watch the config's folder, or its nearest existing parent; True if it is the config's folder."""
+        target = self.path.parent
+        folder = target
+        while not folder.is_dir() and folder.parent != folder:
+            folder = folder.parent
+        if folder == self.watched and self._wd is not None:
+            return folder == target
+        if self._wd is not None:
+            try:
+                self._inotify.rm_watch(self._wd)
+            except OSError:
+                pass  # already gone with its folder
+            self._wd = None
+        mask = self.FILE_MASK if folder == target else self.DIR_MASK
+        self._wd = self._inotify.add_watch(str(folder), mask | flags.DELETE_SELF | flags.MOVE_SELF)
+        self.watched = folder
+        if folder != target:
+            log.info("config watch: %s does not exist yet; watching %s for it", target, folder)
+        return folder == target
 
     def start(self) -> "ConfigWatcher":
         if self._watching:
@@ -124,8 +152,27 @@ class ConfigWatcher:
     def _run(self) -> None:
         name = self.path.name
         while not self._stop.is_set():
-            events = self._inotify.read(timeout=500)
-            if not any(e.name == name for e in events):
+            try:
+                events = self._inotify.read(timeout=500)
+            except OSError:
+                break  # closed by stop()
+            if not events:
+                continue
+            if self.watched != self.path.parent or any(e.mask & (flags.IGNORED | flags.DELETE_SELF
+                                                                  | flags.MOVE_SELF) for e in events):
+                # A folder on the way appeared (or ours went away): move the watch. Folders created in a
+                # burst (mkdir -p) may already be there, and the config with them.
+                before = self.watched
+                try:
+                    arrived = self._watch_nearest()
+                except OSError as e:
+                    log.warning("config watch: cannot watch %s (%s); use SIGHUP or `vcam ctl reload`",
+                                self.path.parent, e.strerror or e)
+                    break
+                if not (arrived and before != self.watched and self.path.exists()):
+                    if not any(e.name == name for e in events) or self.watched != self.path.parent:
+                        continue
+            elif not any(e.name == name for e in events):
                 continue
             # Let a burst of writes (save = truncate + write + rename) settle, then reload once.
             while self._inotify.read(timeout=self.DEBOUNCE_MS) and not self._stop.is_set():
@@ -142,4 +189,3 @@ class ConfigWatcher:
             self._inotify.close()
         except OSError:
             pass
-

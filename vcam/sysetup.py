@@ -99,6 +99,10 @@ def run_setup(args: argparse.Namespace) -> int:
         r = subprocess.run(full)
         if r.returncode:
             raise SetupError(f"`{shlex.join(full)}` failed (exit {r.returncode}); see docs/troubleshooting.md")
+    if args.dry_run:
+        print("dry run: nothing was changed. Without --dry-run, these commands would configure /dev/video10 "
+              "\"Virtual Camera\" and load it at every boot.")
+        return 0
     print("done: /dev/video10 \"Virtual Camera\" is configured and loads at boot. "
           "If you were added to the video group, log out and in again. Check with `vcam doctor`.")
     return 0
@@ -119,6 +123,10 @@ def _setup_service(dry_run: bool) -> int:
         print("+", shlex.join(cmd))
         if not dry_run and shutil.which("systemctl"):
             subprocess.run(cmd)
+    if dry_run:
+        print(f"dry run: nothing was changed. Without --dry-run, this would write {target} and reload systemd; "
+              "then: systemctl --user enable --now vcam")
+        return 0
     print("now: systemctl --user enable --now vcam   (logs: journalctl --user -u vcam -f)")
     return 0
 
