@@ -11,9 +11,8 @@ import time
 
 import cv2
 import pytest
+from control_rig import SIZE, TOP_LEFT, background_region, blueness, close_to, key_pixels, rig, sharpness  # noqa: F401
 
-from control_rig import (SIZE, TOP_LEFT, background_region, blueness, close_to, key_pixels, rig,  # noqa: F401
-                         sharpness)
 from vcam.actions import ACTIONS
 from vcam.cli import main
 from vcam.config import load_settings

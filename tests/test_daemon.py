@@ -18,7 +18,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent

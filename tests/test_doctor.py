@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-
-import vcam.hotkeys as hotkeys_module
 from conftest import require_tool
 from control_rig import SIZE, TOP_LEFT, background_region, blueness, close_to, key_pixels, rig, sharpness  # noqa: F401
+
+import vcam.hotkeys as hotkeys_module
 from vcam.cli import main
 from vcam.config import ConfigError, load_settings
 from vcam.hotkeys import HotkeyService, bindings

@@ -9,16 +9,16 @@ import zlib
 
 import numpy as np
 import pytest
-
 from conftest import require_path
-from control_rig import SIZE, Rig, RecordingSink
+from control_rig import SIZE, RecordingSink, Rig
+
 from vcam import output
 from vcam.actions import Controller
-from vcam.config import load_settings
 from vcam.backgrounds import BackgroundError, ImageBackground, VideoBackground
+from vcam.config import load_settings
+from vcam.engine import Look
 from vcam.library import BackgroundLibrary, scan
 from vcam.live import LiveState, LiveStateHolder
-from vcam.engine import Look
 
 
 @pytest.fixture

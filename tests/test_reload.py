@@ -13,9 +13,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from conftest import require_path
-from control_rig import BLUE_BOXES, TOP_LEFT, Rig, RecordingSink, close_to, toml
+from control_rig import BLUE_BOXES, TOP_LEFT, RecordingSink, Rig, close_to, toml
+
 from vcam import output
 from vcam.control import request
 from vcam.reload import ConfigWatcher, install_sighup

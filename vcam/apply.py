@@ -17,7 +17,13 @@ import numpy as np
 
 from vcam import backgrounds
 from vcam.backgrounds import (
-    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Background, BackgroundError, load_background, parse_color)
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    Background,
+    BackgroundError,
+    load_background,
+    parse_color,
+)
 from vcam.config import EFFECTS, MODELS, Settings, load_settings
 from vcam.engine import Engine, Look, look_from_settings
 from vcam.errors import VcamError

@@ -6,15 +6,15 @@ a reused buffer and loop at their end.
 """
 from __future__ import annotations
 
-from vcam.errors import VcamError
-from vcam.native import native_stderr_to_log
-
 import logging
 import re
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from vcam.errors import VcamError
+from vcam.native import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 

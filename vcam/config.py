@@ -5,14 +5,15 @@ values; a key the user sets that the defaults do not have is an error naming the
 """
 from __future__ import annotations
 
-from vcam.errors import VcamError
-
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import tomllib
+
+from vcam.errors import VcamError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 

@@ -19,9 +19,10 @@ import struct
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from vcam.config import ConfigError, ControlSettings, load_settings, user_config_path
 from vcam.errors import VcamError

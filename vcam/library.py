@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vcam.backgrounds import (Background, BackgroundError, ColorBackground, ImageBackground, VideoBackground,
-                              is_image_path, is_video_path, load_background)
+from vcam.backgrounds import (
+    Background,
+    BackgroundError,
+    ColorBackground,
+    ImageBackground,
+    VideoBackground,
+    is_image_path,
+    is_video_path,
+    load_background,
+)
 
 log = logging.getLogger(__name__)
 

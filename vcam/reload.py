@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def reload_settings(ctl) -> Settings:
     """Load the config again and apply it to `ctl` (an actions.Controller); ActionError if rejected."""
-    from vcam.actions import ActionError, effect as set_effect
+    from vcam.actions import ActionError
+    from vcam.actions import effect as set_effect
 
     old = ctl.settings
     try:

@@ -16,8 +16,14 @@ import cv2
 import numpy as np
 
 from vcam.native import native_stderr_to_log
-from vcam.segmentation import (ModelError, Shrinker, _check_model_file, check_signature,
-                               mask_size_for, resolve_model_path)
+from vcam.segmentation import (
+    ModelError,
+    Shrinker,
+    _check_model_file,
+    check_signature,
+    mask_size_for,
+    resolve_model_path,
+)
 
 
 def _threads() -> int:

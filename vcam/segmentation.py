@@ -11,9 +11,6 @@ alpha matte is the matte stage's job.
 """
 from __future__ import annotations
 
-from vcam.errors import VcamError
-from vcam.native import native_stderr_to_log
-
 import logging
 import os
 import warnings
@@ -21,6 +18,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from vcam.errors import VcamError
+from vcam.native import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 
