@@ -37,6 +37,19 @@ def require_tool(name: str) -> str:
     return found
 
 
+def holds_open(pid: int, path: Path) -> bool:
+    """Does process `pid` have `path` open? (The real check that a camera was released.)"""
+    target = os.stat(path)
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            st = os.stat(fd)
+        except OSError:
+            continue
+        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+            return True
+    return False
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     return require_path()

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import require_tool
+from conftest import holds_open, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 VCAM = [sys.executable, "-m", "vcam"]
@@ -88,19 +88,6 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.05) -> float:
         assert time.monotonic() - t0 < timeout, f"timed out after {timeout} s waiting for {what}"
         time.sleep(step)
     return time.monotonic() - t0
-
-
-def holds_open(pid: int, path: Path) -> bool:
-    """Does process `pid` have `path` open (the real check that the camera is released)?"""
-    target = os.stat(path)
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            st = os.stat(fd)
-        except OSError:
-            continue
-        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
-            return True
-    return False
 
 
 def write_config(path: Path, source: Path, device: Path, *, on_demand: bool, fps: int = 30) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import holds_open
 
 from vcam.capture import CameraSource, CaptureThread, OneSlot
 from vcam.config import load_settings
@@ -21,18 +22,6 @@ from vcam.engine import look_from_settings
 from vcam.errors import VcamError
 from vcam.live import LiveState, LiveStateHolder
 from vcam.pipeline import Pipeline
-
-
-def holds_open(path: Path) -> bool:
-    target = os.stat(path)
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            st = os.stat(fd)
-        except OSError:
-            continue
-        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
-            return True
-    return False
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -58,9 +47,9 @@ def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
         wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 10, 10, "live frames")
-        assert holds_open(source)
+        assert holds_open(os.getpid(), source)
         holder.update(lambda st: st.with_changes(paused=True))
-        wait_for(lambda: p.status()["camera"] == "released" and not holds_open(source), 1.5, "release")
+        wait_for(lambda: p.status()["camera"] == "released" and not holds_open(os.getpid(), source), 1.5, "release")
         n0 = p.frames_sent
         time.sleep(1.0)
         sent = p.frames_sent - n0
@@ -68,14 +57,14 @@ def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
         st = p.status()
         assert st["paused"] is True and st["camera"] == "released"
         holder.update(lambda st: st.with_changes(paused=False))
-        wait_for(lambda: p.status()["camera"] == "ok" and holds_open(source), 2, "camera back")
+        wait_for(lambda: p.status()["camera"] == "ok" and holds_open(os.getpid(), source), 2, "camera back")
         n1 = p.frames_sent
         time.sleep(1.0)
         assert p.frames_sent - n1 >= 18  # live rate again
         st = p.status()
         assert st["latency_ms_p50"] is not None and st["latency_ms_p95"] >= st["latency_ms_p50"]
         assert st["effect"] == "replace" and st["background"] == "#ff00ff" and st["on_demand"] == "off"
-    assert not holds_open(source)
+    assert not holds_open(os.getpid(), source)
     p.stop()  # idempotent
 
 

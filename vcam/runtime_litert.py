@@ -16,14 +16,7 @@ import cv2
 import numpy as np
 
 from vcam.native import native_stderr_to_log
-from vcam.segmentation import (
-    ModelError,
-    Shrinker,
-    _check_model_file,
-    check_signature,
-    mask_size_for,
-    resolve_model_path,
-)
+from vcam.segmentation import ModelError, SegmenterBase, _check_model_file, check_signature, resolve_model_path
 
 
 def _threads() -> int:
@@ -32,7 +25,7 @@ def _threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-class LiteRTSegmenter:
+class LiteRTSegmenter(SegmenterBase):
     """Same interface and output as MediaPipeSegmenter. Not thread-safe: one per worker thread."""
 
     runtime = "litert"
@@ -40,6 +33,7 @@ class LiteRTSegmenter:
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
         path = resolve_model_path(model, model_path)
         _check_model_file(path, user_path=bool(model_path))
+        super().__init__()
         self.model = model
         self.path = path
         self.video = video  # no timestamps needed: the model has no state between frames
@@ -62,30 +56,17 @@ class LiteRTSegmenter:
         self._in_index, self._out_index = inp[0]["index"], out[0]["index"]
         self._in8 = np.empty((self._model_h, self._model_w, 3), np.uint8)
         self._inf = np.empty((1, self._model_h, self._model_w, 3), np.float32)
-        self._small: np.ndarray | None = None
-        self._shrinker = Shrinker()
 
     def close(self) -> None:
         self._interp = None
 
-    def __enter__(self) -> "LiteRTSegmenter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def _resized(self, mask_w: int, mask_h: int) -> None:
+        self._maskf = np.empty((mask_h, mask_w), np.float32)
+        self._warp = np.array([[self._model_w / mask_w, 0, 0], [0, self._model_h / mask_h, 0]], np.float32)
 
     def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
-        h, w = frame_bgr.shape[:2]
-        mw, mh = mask_size_for(w, h, self.model)
-        if self._small is None or self._small.shape[:2] != (mh, mw):
-            self._small = np.empty((mh, mw, 3), np.uint8)
-            self._rgb = np.empty((mh, mw, 3), np.uint8)
-            self._maskf = np.empty((mh, mw), np.float32)
-            self._mask = np.empty((mh, mw), np.uint8)
-            self._warp = np.array([[self._model_w / mw, 0, 0], [0, self._model_h / mh, 0]], np.float32)
-        self._shrinker.shrink(frame_bgr, (mw, mh), self._small)
-        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        mw, mh = self._prepare(frame_bgr)
         cv2.warpAffine(self._rgb, self._warp, (self._model_w, self._model_h), dst=self._in8,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         np.multiply(self._in8, np.float32(1.0 / 255.0), out=self._inf[0])

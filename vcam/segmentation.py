@@ -113,6 +113,46 @@ def read_signature(path: Path) -> tuple[int, int]:
     return check_signature(interp.get_input_details(), interp.get_output_details(), path)
 
 
+class SegmenterBase:
+    """What both runtimes share: the frame shrunk to the working mask size as RGB, and a context manager.
+
+    Subclasses set `model` and implement `segment()` and `close()`.
+    """
+
+    model: str
+
+    def __init__(self) -> None:
+        self._shrinker = Shrinker()
+        self._small: np.ndarray | None = None
+        self._rgb: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+
+    def _prepare(self, frame_bgr: np.ndarray) -> tuple[int, int]:
+        """Shrink `frame_bgr` into self._rgb (buffers kept between frames); returns the mask (w, h)."""
+        h, w = frame_bgr.shape[:2]
+        mw, mh = mask_size_for(w, h, self.model)
+        if self._small is None or self._small.shape[:2] != (mh, mw):
+            self._small = np.empty((mh, mw, 3), np.uint8)
+            self._rgb = np.empty((mh, mw, 3), np.uint8)
+            self._mask = np.empty((mh, mw), np.uint8)
+            self._resized(mw, mh)
+        self._shrinker.shrink(frame_bgr, (mw, mh), self._small)
+        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        return mw, mh
+
+    def _resized(self, mask_w: int, mask_h: int) -> None:
+        """Hook: the working size changed (new buffers of the runtime's own)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def Segmenter(model: str = "general", model_path: str = "", *, video: bool = False,
               runtime: str = "mediapipe"):
     """A segmenter for `runtime` ("mediapipe" or "litert"); both have the same interface and output."""
@@ -122,7 +162,7 @@ def Segmenter(model: str = "general", model_path: str = "", *, video: bool = Fal
     return MediaPipeSegmenter(model, model_path, video=video)
 
 
-class MediaPipeSegmenter:
+class MediaPipeSegmenter(SegmenterBase):
     """One MediaPipe ImageSegmenter; `video=True` for streams (it needs increasing timestamps).
 
     Not thread-safe: one Segmenter per worker thread.
@@ -134,14 +174,11 @@ class MediaPipeSegmenter:
         path = resolve_model_path(model, model_path)
         _check_model_file(path, user_path=bool(model_path))
         read_signature(path)
+        super().__init__()
         self.model = model
         self.path = path
         self.video = video
         self._last_ts = -1
-        self._small: np.ndarray | None = None
-        self._rgb: np.ndarray | None = None
-        self._mask: np.ndarray | None = None
-        self._shrinker = Shrinker()
         self._segmenter = self._create(path, video)
 
     @staticmethod
@@ -167,24 +204,11 @@ class MediaPipeSegmenter:
     def close(self) -> None:
         self._segmenter.close()
 
-    def __enter__(self) -> "MediaPipeSegmenter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
         import mediapipe as mp
 
-        h, w = frame_bgr.shape[:2]
-        mw, mh = mask_size_for(w, h, self.model)
-        if self._small is None or self._small.shape[:2] != (mh, mw):
-            self._small = np.empty((mh, mw, 3), np.uint8)
-            self._rgb = np.empty((mh, mw, 3), np.uint8)
-            self._mask = np.empty((mh, mw), np.uint8)
-        self._shrinker.shrink(frame_bgr, (mw, mh), self._small)
-        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        self._prepare(frame_bgr)
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=self._rgb)
         if self.video:
             ts = self._last_ts + 1 if timestamp_ms is None else int(timestamp_ms)
