@@ -42,10 +42,16 @@ HOLD_S = 1.0  # repeat the last good frame this long after the camera stops, the
 
 @dataclasses.dataclass
 class Matted:
-    """A frame at output size with its alpha matte and the LiveState it is to be composited with."""
+    """A frame at output size with its alpha matte and the LiveState it is to be composited with.
 
-    frame: np.ndarray
+    `frame` is the camera's own buffer when the camera delivers the output size (no copy; the
+    compositor returns it to the camera slot), else `resized`, this item's buffer.
+    """
+
+    resized: np.ndarray
     alpha: np.ndarray
+    frame: np.ndarray | None = None
+    camera_buffer: bool = False
     state: LiveState | None = None
 
 
@@ -318,12 +324,13 @@ class Pipeline:
             try:
                 t0 = time.perf_counter()
                 w, h = self._size
-                if matted is None or matted.frame.shape[:2] != (h, w):
+                if matted is None or matted.resized.shape[:2] != (h, w):
                     matted = Matted(np.empty((h, w, 3), np.uint8), np.empty((h, w), np.uint8))
-                if item.image.shape[:2] != (h, w):
-                    cover_resize(item.image, (w, h), dst=matted.frame)
+                matted.camera_buffer = item.image.shape[:2] == (h, w)
+                if matted.camera_buffer:
+                    matted.frame, done = item.image, None  # travels on; the compositor gives it back
                 else:
-                    np.copyto(matted.frame, item.image)
+                    matted.frame = cover_resize(item.image, (w, h), dst=matted.resized)
                 t1 = time.perf_counter()
                 if state.look.effect != "none":
                     np.copyto(matted.alpha, self._engine.alpha(matted.frame, int(item.t_capture * 1000),
@@ -334,6 +341,9 @@ class Pipeline:
                 self.stats.ms["resize"].append((t1 - t0) * 1e3)
                 matted.state = state
                 matted = self._matte_slot.put(matted, item.t_capture)
+                if matted is not None and matted.camera_buffer:  # dropped before it was composited
+                    self._cam_slot.recycle(matted.frame)
+                    matted.camera_buffer = False
             except Exception:  # a bad frame must never stop the camera
                 self._frame_failed()
 
@@ -369,6 +379,10 @@ class Pipeline:
                 self.frames_processed += 1
             except Exception:  # a bad background must never stop the camera
                 self._frame_failed()
+            finally:
+                if matted.camera_buffer:
+                    self._cam_slot.recycle(matted.frame)
+                    matted.camera_buffer = False
 
     def _frame_failed(self) -> None:
         self._errors_logged += 1
