@@ -240,3 +240,23 @@ def test_capture_stop_never_closes_under_a_read_and_a_stopped_thread_publishes_n
     assert slot._seq == seq and slot.take(0) is None  # nothing published after stop()
     assert not source.reading and not source.is_open  # the thread closed its own source on the way out
     assert not source.closed_while_reading
+
+
+def test_segmentation_reloads_while_paused_leave_no_engine_open(tmp_path, desk_video):
+    """Two [segmentation] reloads before the worker could swap either in: the first one's engine is
+    closed, not leaked (the worker swaps engines only between frames, and there are none while paused)."""
+    s = make_settings(tmp_path, desk_video, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        holder.update(lambda st: st.with_changes(paused=True))
+        wait_for(lambda: p.status()["camera"] == "released", 2, "pause")
+        p.reconfigure(p.settings.replace("segmentation", model="landscape"))
+        first = p._pending_engine
+        p.reconfigure(p.settings.replace("segmentation", model="general", interval=2))
+        second = p._pending_engine
+        assert first is not second and first.segmenter._interp is None, "the unused engine was closed"
+        holder.update(lambda st: st.with_changes(paused=False))
+        wait_for(lambda: p._engine is second, 3, "the latest engine swapped in")
+        k0 = p.frames_processed
+        wait_for(lambda: p.frames_processed > k0 + 5, 3, "frames with the new engine")

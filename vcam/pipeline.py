@@ -51,8 +51,17 @@ class Matted:
     resized: np.ndarray
     alpha: np.ndarray
     frame: np.ndarray | None = None
-    camera_buffer: bool = False
     state: LiveState | None = None
+
+    @property
+    def camera_buffer(self) -> bool:
+        return self.frame is not None and self.frame is not self.resized
+
+    def return_camera_buffer(self, slot: OneSlot) -> None:
+        """Give the camera's buffer back to the camera slot once this item is done with it."""
+        if self.camera_buffer:
+            slot.recycle(self.frame)
+        self.frame = None
 
 
 class StageStats:
@@ -102,6 +111,7 @@ class Pipeline:
         self._compositor = Compositor()
         self._engine: Engine | None = None
         self._pending_engine: Engine | None = None
+        self._engine_lock = threading.Lock()  # guards _pending_engine between reconfigure and the worker
         self._sink: Sink | None = None
         self._capture: CaptureThread | None = None
         self._monitor: ReaderMonitor | None = None
@@ -216,7 +226,7 @@ class Pipeline:
             "on_demand": "off" if self._monitor is None else ("active" if self._monitor.active else "idle"),
             "paused": state.paused,
             "frames_sent": self.frames_sent,
-            "frames_dropped": self._cam_slot.dropped + self._out_slot.dropped,
+            "frames_dropped": self._cam_slot.dropped + self._matte_slot.dropped + self._out_slot.dropped,
             "mirror": state.mirror,
             "sink": self.settings.output.sink,
             "size": list(self._size),
@@ -255,8 +265,11 @@ class Pipeline:
             if engine is not None:
                 engine.close()
             raise
-        if engine is not None:
-            self._pending_engine = engine  # the worker swaps it in between frames
+        if engine is not None:  # the worker swaps it in between frames
+            with self._engine_lock:
+                unused, self._pending_engine = self._pending_engine, engine
+            if unused is not None:  # an earlier reload's, never swapped in (paused or idle meanwhile)
+                unused.close()
         self._sync_monitor(settings)
         if settings.matte != old.matte:
             self.holder.update(lambda st: st.with_changes(look=st.look.with_changes(matte=settings.matte)))
@@ -314,7 +327,9 @@ class Pipeline:
             if state.paused:
                 continue
             if self._pending_engine is not None:
-                old, self._engine, self._pending_engine = self._engine, self._pending_engine, None
+                with self._engine_lock:
+                    new, self._pending_engine = self._pending_engine, None
+                old, self._engine = self._engine, new
                 old.close()
             capture = self._capture
             source_run = (id(capture), capture.opened) if capture is not None else None
@@ -326,8 +341,7 @@ class Pipeline:
                 w, h = self._size
                 if matted is None or matted.resized.shape[:2] != (h, w):
                     matted = Matted(np.empty((h, w, 3), np.uint8), np.empty((h, w), np.uint8))
-                matted.camera_buffer = item.image.shape[:2] == (h, w)
-                if matted.camera_buffer:
+                if item.image.shape[:2] == (h, w):
                     matted.frame, done = item.image, None  # travels on; the compositor gives it back
                 else:
                     matted.frame = cover_resize(item.image, (w, h), dst=matted.resized)
@@ -341,11 +355,10 @@ class Pipeline:
                 self.stats.ms["resize"].append((t1 - t0) * 1e3)
                 matted.state = state
                 matted = self._matte_slot.put(matted, item.t_capture)
-                if matted is not None and matted.camera_buffer:  # dropped before it was composited
-                    self._cam_slot.recycle(matted.frame)
-                    matted.camera_buffer = False
+                if matted is not None:  # dropped before it was composited, or given back
+                    matted.return_camera_buffer(self._cam_slot)
             except Exception:  # a bad frame must never stop the camera
-                self._frame_failed()
+                self._log_failure("frame failed; keeping the last good frame")
 
     def _compositor_loop(self) -> None:
         """Compositing: (frame, alpha, state) -> the output frame, mirrored if asked."""
@@ -378,16 +391,15 @@ class Pipeline:
                 out_buf = self._out_slot.put(out_buf, item.t_capture)
                 self.frames_processed += 1
             except Exception:  # a bad background must never stop the camera
-                self._frame_failed()
+                self._log_failure("frame failed; keeping the last good frame")
             finally:
-                if matted.camera_buffer:
-                    self._cam_slot.recycle(matted.frame)
-                    matted.camera_buffer = False
+                matted.return_camera_buffer(self._cam_slot)
 
-    def _frame_failed(self) -> None:
+    def _log_failure(self, what: str) -> None:
+        """Log the current exception: the first five, then every hundredth, so a bad stream can't flood."""
         self._errors_logged += 1
         if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
-            log.exception("frame failed (%d so far); keeping the last good frame", self._errors_logged)
+            log.exception("%s (%d failures so far)", what, self._errors_logged)
 
     def _send(self, frame: np.ndarray) -> bool:
         with self._sink_lock:
@@ -398,9 +410,7 @@ class Pipeline:
             try:
                 sink.send(frame)
             except Exception:
-                self._errors_logged += 1
-                if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
-                    log.exception("sending a frame failed")
+                self._log_failure("sending a frame failed")
                 return False
             t1 = time.perf_counter()
         self.stats.ms["send"].append((t1 - t0) * 1e3)

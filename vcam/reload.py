@@ -54,8 +54,13 @@ def reload_settings(ctl) -> Settings:
         changes = {}
         current = state.look
         if look is not None:
-            replaced.append(current.background)
-            current = look if look.background is not None else look.with_changes(background=None)
+            if look.effect in ("replace", "video") and look.background is None:
+                # Its background comes from the library (set_effect below, on the loader thread): keep
+                # what is on screen until then rather than flashing the compositor's white default.
+                current = look.with_changes(effect=current.effect, background=current.background)
+            else:
+                replaced.append(current.background)
+                current = look
         if new.matte != old.matte:
             current = current.with_changes(matte=new.matte)
         if current is not state.look:
