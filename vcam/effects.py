@@ -59,18 +59,21 @@ class Compositor:
         return self._bg
 
     # -- the blend ----------------------------------------------------------------------------------------
-    def blend(self, frame: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    def blend(self, frame: np.ndarray, alpha: np.ndarray, background: np.ndarray,
+              dst: np.ndarray | None = None) -> np.ndarray:
+        out = self._out if dst is None else dst
         cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR, dst=self._alpha3)
         cv2.bitwise_not(self._alpha3, dst=self._inv3)
         cv2.multiply(frame, self._alpha3, dst=self._fg, scale=1.0 / 255.0)
-        cv2.multiply(background, self._inv3, dst=self._out, scale=1.0 / 255.0)
-        cv2.add(self._fg, self._out, dst=self._out)
-        return self._out
+        cv2.multiply(background, self._inv3, dst=out, scale=1.0 / 255.0)
+        cv2.add(self._fg, out, dst=out)
+        return out
 
     def composite(self, frame: np.ndarray, alpha: np.ndarray, effect: str, *,
                   background: Background | None = None, blur: int = 24,
-                  key_color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
-        """The composited frame for one effect. Returns a buffer reused by the next call."""
+                  key_color: tuple[int, int, int] = (0, 255, 0), dst: np.ndarray | None = None) -> np.ndarray:
+        """The composited frame for one effect, into `dst` if given (the live pipeline's output buffer,
+        saving a copy), else into a buffer reused by the next call."""
         h, w = frame.shape[:2]
         self._ensure(h, w)
         if effect == "none":
@@ -87,7 +90,7 @@ class Compositor:
             bg = (background or self._white).frame((w, h))
         else:
             raise ValueError(f"unknown effect {effect!r}")
-        return self.blend(frame, alpha, bg)
+        return self.blend(frame, alpha, bg, dst)
 
     def rgba(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         """BGRA with the matte as alpha: what `transparent` writes to PNG files."""

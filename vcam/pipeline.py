@@ -374,17 +374,18 @@ class Pipeline:
             look, state = matted.state.look, matted.state
             try:
                 t0 = time.perf_counter()
+                if out_buf is None or out_buf.shape != matted.frame.shape:
+                    out_buf = np.empty_like(matted.frame)
                 if look.effect == "none":
                     out = matted.frame
-                else:
+                else:  # straight into the output buffer unless it still has to be mirrored
                     out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
                                                      background=look.background, blur=look.blur,
-                                                     key_color=look.key_color)
-                if out_buf is None or out_buf.shape != out.shape:
-                    out_buf = np.empty_like(out)
+                                                     key_color=look.key_color,
+                                                     dst=None if state.mirror else out_buf)
                 if state.mirror:
                     cv2.flip(out, 1, dst=out_buf)
-                else:
+                elif out is not out_buf:
                     np.copyto(out_buf, out)
                 if look.effect != "none":
                     self.stats.ms["composite"].append((time.perf_counter() - t0) * 1e3)
