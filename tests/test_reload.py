@@ -43,9 +43,13 @@ def test_saved_config_is_applied_live_and_an_invalid_one_is_kept_out(rig, caplog
     try:
         frames_before = rig.pipeline.frames_sent
         threshold = rig.settings.matte.threshold
+        states = []
+        rig.holder.subscribe(states.append)
         rig.write_config(effect={"name": "desaturate"}, matte={"edge_width": 0.5})
         state = rig.wait_state(lambda s: s.look.effect == "desaturate")
         assert state.look.matte.edge_width == 0.5
+        # one swap: never the new matte with the old effect
+        assert not [s for s in states if s.look.matte.edge_width == 0.5 and s.look.effect != "desaturate"]
         rig.shows(_grey)
 
         # Invalid: logged with the key and the file, nothing changes, frames go on.

@@ -237,9 +237,9 @@ class Pipeline:
         """Apply reloaded settings, restarting only the stages whose section changed.
 
         All or nothing: on failure every stage keeps (or gets back) its old settings and VcamError is
-        raised; a new segmentation engine goes live only once every other stage succeeded. [effect] and
-        [output] mirror are live state, not stages: the caller updates the holder for those (a mirror
-        change never reopens the output).
+        raised; a new segmentation engine goes live only once every other stage succeeded. [effect],
+        [matte] and [output] mirror are live state, not stages: the caller updates the holder for those
+        in one swap with the rest of the change (a mirror change never reopens the output).
         """
         old = self.settings
         if not self._started:
@@ -271,8 +271,6 @@ class Pipeline:
             if unused is not None:  # an earlier reload's, never swapped in (paused or idle meanwhile)
                 unused.close()
         self._sync_monitor(settings)
-        if settings.matte != old.matte:
-            self.holder.update(lambda st: st.with_changes(look=st.look.with_changes(matte=settings.matte)))
         self.settings = settings
         self._out_slot.wake()
 
