@@ -40,11 +40,17 @@ def make_settings(tmp_path: Path, source: Path, **output):
     return s.replace("daemon", on_demand=False, idle_fps=5)
 
 
-def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
+def copied_camera(tmp_path: Path, desk_video: Path):
+    """A private copy of the desk video as the camera (so a test can watch who holds it open), 320x180
+    settings on it, and a holder with their look."""
     source = tmp_path / "cam.mp4"
     shutil.copyfile(desk_video, source)
     s = make_settings(tmp_path, source, width=320, height=180)
-    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    return source, s, LiveStateHolder(LiveState(look=look_from_settings(s)))
+
+
+def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
+    source, s, holder = copied_camera(tmp_path, desk_video)
     with Pipeline(s, holder) as p:
         wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 10, 10, "live frames")
         assert holds_open(os.getpid(), source)
@@ -69,10 +75,7 @@ def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
 
 
 def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_path, desk_video):
-    source = tmp_path / "cam.mp4"
-    shutil.copyfile(desk_video, source)
-    s = make_settings(tmp_path, source, width=320, height=180)
-    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    source, s, holder = copied_camera(tmp_path, desk_video)
     with Pipeline(s, holder) as p:
         wait_for(lambda: p.frames_sent > 5, 10, "frames")
         # [output] changed: new size, same camera (still open, never released).

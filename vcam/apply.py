@@ -18,9 +18,10 @@ import numpy as np
 from vcam import backgrounds
 from vcam.backgrounds import (
     IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
     Background,
     BackgroundError,
+    is_image_path,
+    is_video_path,
     load_background,
     parse_color,
 )
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             return _apply_directory(source, target, settings, look)
         _check_input_file(source)
         _check_output_dir(target)
-        if source.suffix.lower() in VIDEO_EXTENSIONS:
+        if is_video_path(source):
             return _apply_video(source, target, settings, look)
         _check_image_output(target, effect)
         with Engine(settings, video=False) as engine:
@@ -176,7 +177,7 @@ def _output_name(source: Path, effect: str) -> str:
 def _apply_directory(source: Path, target: Path, settings: Settings, look: Look) -> int:
     if not target.is_dir():
         raise InputError(f"{target}: output directory does not exist (create it first)")
-    images = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    images = sorted(p for p in source.iterdir() if p.is_file() and is_image_path(p))
     if not images:
         raise InputError(f"{source}: no images in this directory")
     from tqdm import tqdm

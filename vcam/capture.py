@@ -56,7 +56,6 @@ class OneSlot:
         self._spare: list[np.ndarray] = []
         self._seq = 0
         self.dropped = 0
-        self.delivered = 0
 
     def put(self, image: np.ndarray, t_capture: float) -> np.ndarray | None:
         """Publish `image` (ownership passes to the slot); returns a buffer to fill next, or None."""
@@ -81,7 +80,6 @@ class OneSlot:
                 self._cond.wait(timeout)
             item, self._item = self._item, None
             if item is not None:
-                self.delivered += 1
                 self._cond.notify_all()  # a producer may wait for the slot to empty
             return item
 

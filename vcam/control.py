@@ -368,6 +368,5 @@ def start_controls(pipeline: Any, holder: Any, settings: Any, loader=None) -> li
         for c in controls:
             c.stop()
         raise
-    controls_stop_order = controls
-    log.debug("control paths: %s", controls_stop_order)
-    return controls_stop_order
+    log.debug("control paths: %s", controls)
+    return controls

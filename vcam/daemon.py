@@ -19,6 +19,7 @@ import sdnotify
 
 from vcam.backgrounds import BackgroundError
 from vcam.config import EFFECTS, Settings, load_settings
+from vcam.control import start_controls
 from vcam.engine import Look, look_from_settings
 from vcam.live import LiveState, LiveStateHolder
 from vcam.pipeline import Pipeline
@@ -26,15 +27,6 @@ from vcam.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 2.0
-
-
-def start_controls(pipeline: Pipeline, holder: LiveStateHolder, settings: Settings, loader=None) -> list:
-    """Start the control paths (socket server, hotkeys, config watch, SIGHUP reload); each has .stop().
-
-    The daemon calls it after the pipeline started; `loader` rebuilds the settings on reload.
-    """
-    from vcam.control import start_controls as start
-    return start(pipeline, holder, settings, loader=loader)
 
 
 def register(subparsers) -> None:

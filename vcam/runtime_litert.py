@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vcam.native import native_stderr_to_log
-from vcam.segmentation import ModelError, SegmenterBase, _check_model_file, check_signature, resolve_model_path
+from vcam.segmentation import ModelError, SegmenterBase, check_signature, unusable_model
 
 
 def _threads() -> int:
@@ -31,12 +31,8 @@ class LiteRTSegmenter(SegmenterBase):
     runtime = "litert"
 
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
-        path = resolve_model_path(model, model_path)
-        _check_model_file(path, user_path=bool(model_path))
-        super().__init__()
-        self.model = model
-        self.path = path
-        self.video = video  # no timestamps needed: the model has no state between frames
+        super().__init__(model, model_path, video)  # no timestamps needed: the model keeps no state
+        path = self.path
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -47,9 +43,7 @@ class LiteRTSegmenter(SegmenterBase):
                 self._interp = Interpreter(model_path=str(path), num_threads=_threads())
                 self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "
-                             f"use a MediaPipe selfie segmentation .tflite file") from None
+            raise unusable_model(path, e) from None
         inp = self._interp.get_input_details()
         out = self._interp.get_output_details()
         self._model_h, self._model_w = check_signature(inp, out, path)

@@ -99,6 +99,13 @@ def check_signature(inputs: list[dict], outputs: list[dict], path: Path) -> tupl
     return shape_in[1], shape_in[2]
 
 
+def unusable_model(path: Path, error: Exception) -> ModelError:
+    """The one-line error for a model file a runtime refused to load, with the runtime's first line."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "
+                      f"use a MediaPipe selfie segmentation .tflite file")
+
+
 def read_signature(path: Path) -> tuple[int, int]:
     """check_signature() for a model file, read with LiteRT's parser (cheap: no tensors allocated)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -107,21 +114,22 @@ def read_signature(path: Path) -> tuple[int, int]:
         with native_stderr_to_log():
             interp = Interpreter(model_path=str(path))
     except (RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "
-                         f"use a MediaPipe selfie segmentation .tflite file") from None
+        raise unusable_model(path, e) from None
     return check_signature(interp.get_input_details(), interp.get_output_details(), path)
 
 
 class SegmenterBase:
     """What both runtimes share: the frame shrunk to the working mask size as RGB, and a context manager.
 
-    Subclasses set `model` and implement `segment()` and `close()`.
+    Subclasses implement `segment()` and `close()`.
     """
 
-    model: str
-
-    def __init__(self) -> None:
+    def __init__(self, model: str, model_path: str, video: bool) -> None:
+        """Resolve and check the model file (ModelError if it is missing)."""
+        self.path = resolve_model_path(model, model_path)
+        _check_model_file(self.path, user_path=bool(model_path))
+        self.model = model
+        self.video = video
         self._shrinker = Shrinker()
         self._small: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
@@ -171,15 +179,10 @@ class MediaPipeSegmenter(SegmenterBase):
     runtime = "mediapipe"
 
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
-        path = resolve_model_path(model, model_path)
-        _check_model_file(path, user_path=bool(model_path))
-        read_signature(path)
-        super().__init__()
-        self.model = model
-        self.path = path
-        self.video = video
+        super().__init__(model, model_path, video)
+        read_signature(self.path)
         self._last_ts = -1
-        self._segmenter = self._create(path, video)
+        self._segmenter = self._create(self.path, video)
 
     @staticmethod
     def _create(path: Path, video: bool):
@@ -197,9 +200,7 @@ class MediaPipeSegmenter(SegmenterBase):
                 warnings.filterwarnings("ignore", message="MessageFactory class is deprecated")
                 return vision.ImageSegmenter.create_from_options(options)
         except (RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{path}: not a usable selfie-segmentation model ({first}); "
-                             f"use a MediaPipe selfie segmentation .tflite file") from None
+            raise unusable_model(path, e) from None
 
     def close(self) -> None:
         self._segmenter.close()
