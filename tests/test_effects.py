@@ -181,3 +181,70 @@ def test_parse_color(text, bgr):
 @pytest.mark.parametrize("text", ["#zzz", "300,0,0", "background.png", ""])
 def test_parse_color_rejects(text):
     assert parse_color(text) is None
+
+
+def full_frame_blend(frame: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The compositing formula over every pixel, in floats: what the strip-limited blend must equal."""
+    a = alpha[..., None].astype(np.float64) / 255.0
+    return np.clip(frame * a + background * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("effect", ["desaturate", "replace"])
+def test_blend_limited_to_the_person_equals_the_whole_frame_formula(engine, samples, effect):
+    """The compositor blends only the person's edge (copying the inside, leaving the outside): the
+    result must still be the formula at every pixel, on real mattes and on an awkward synthetic one."""
+    solid = ColorBackground((40, 90, 200))
+    cases = [(image, engine.alpha(image).copy()) for image, _, _ in samples[:3]]
+    rng = np.random.default_rng(1)
+    odd = rng.integers(0, 256, (181, 333, 3), dtype=np.uint8)
+    alpha = np.zeros((181, 333), np.uint8)
+    alpha[20:150, 100:300] = 255
+    alpha[60:80, 50:320] = rng.integers(0, 256, (20, 270), dtype=np.uint8)
+    alpha[180, 0], alpha[0, 332] = 9, 200  # lone pixels in the corners, in the last, shorter strip
+    cases.append((odd, alpha))
+    for image, alpha in cases:
+        if effect == "desaturate":
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            background = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+            out = engine.compositor.composite(image, alpha, "desaturate")
+        else:
+            background = solid.frame(image.shape[1::-1])
+            out = engine.compositor.composite(image, alpha, "replace", background=solid)
+        spans = engine.compositor.person_spans(alpha)
+        assert any(solid_run for *_, solid_run in spans), "the inside of the person should be copied"
+        expected = full_frame_blend(image, alpha, background)
+        assert np.abs(out.astype(int) - expected).max() <= 1  # each uint8 product rounds on its own
+
+
+def test_reducer_halves_to_box_averages_and_shares_them():
+    from vcam.reduce import Reducer
+
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    reduced = Reducer()
+    reduced.set(frame)
+    quarter = reduced.by(4)
+    assert reduced.by(2) is reduced.by(2)  # made once per frame
+    box = frame.reshape(180, 4, 320, 4, 3).mean(axis=(1, 3))
+    assert np.abs(quarter.astype(float) - box).max() <= 1.0  # two roundings of the halvings
+    small = reduced.resize((455, 256), np.empty((256, 455, 3), np.uint8))
+    direct = cv2.resize(reduced.by(2), (455, 256), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(small, direct)  # by the largest whole factor (2), then the rest bilinearly
+    odd = rng.integers(0, 256, (723, 1283, 3), dtype=np.uint8)
+    reduced.set(odd)
+    assert reduced.by(4).shape == (723 // 4, 1283 // 4, 3) and reduced.by(3).shape == (241, 427, 3)
+
+
+def test_strong_blur_at_1080p_reduces_further_but_looks_the_same(engine, samples):
+    """At 1080p a strong blur is made at 1/8 instead of 1/4: the same look, within a few grey levels."""
+    from vcam.effects import Compositor, blur_factor
+
+    image = cv2.resize(samples[0][0], (1920, 1080))
+    assert blur_factor(24, 1080) == 8 and blur_factor(24, 720) == 4 and blur_factor(12, 1080) == 4
+    at_eighth = Compositor().blurred(image, 24, np.empty_like(image))
+    at_quarter = cv2.resize(cv2.stackBlur(cv2.resize(image, (480, 270), interpolation=cv2.INTER_AREA),
+                                          (13, 13)), (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(at_eighth.astype(int) - at_quarter).mean() < 3.0
+    everywhere = np.ones(image.shape[:2], bool)
+    eighth, quarter = high_frequency_energy(at_eighth, everywhere), high_frequency_energy(at_quarter, everywhere)
+    assert eighth <= 1.1 * quarter, f"no less blurred than at 1/4: {eighth:.3f} vs {quarter:.3f}"

@@ -162,7 +162,7 @@ def _wait_frames(p: Pipeline, n: int, timeout: float) -> None:
 
 def format_table(rows: list[dict]) -> str:
     head = (f"{'size':>9} {'effect':<11} {'read':>5} {'segm':>5} {'matte':>5} {'comp':>5} {'conv':>5} "
-            f"{'uncap':>6} {'fps':>4} {'cpu@30':>6} {'p50':>5} {'p95':>5} {'rss':>6}")
+            f"{'uncap':>6} {'fps':>4} {'cpu@30':>6} {'p50':>5} {'p95':>5} {'rss':>6} {'peak':>6}")
     lines = [head, "-" * len(head)]
 
     def f(v, spec=".1f"):

@@ -14,8 +14,9 @@ import numpy as np
 
 from vcam.backgrounds import Background, load_background, parse_color
 from vcam.config import MatteSettings, Settings
-from vcam.effects import Compositor
+from vcam.effects import Compositor, blur_factor
 from vcam.matte import MatteBuilder
+from vcam.reduce import Reducer
 from vcam.segmentation import Segmenter
 
 
@@ -68,6 +69,7 @@ class Engine:
         self._confidence: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
         self.compositor = Compositor()
+        self.reduced = Reducer()  # the current frame's smaller copies, shared by the three stages
         self.times = StageTimes()
 
     def close(self) -> None:
@@ -80,18 +82,19 @@ class Engine:
         self.close()
 
     def alpha(self, frame: np.ndarray, timestamp_ms: int | None = None,
-              matte: MatteSettings | None = None) -> np.ndarray:
-        """The alpha matte (uint8, frame size, 255 = person). Reused buffer."""
+              matte: MatteSettings | None = None, dst: np.ndarray | None = None) -> np.ndarray:
+        """The alpha matte (uint8, frame size, 255 = person), into `dst` if given, else a reused buffer."""
         t0 = time.perf_counter()
         h, w = frame.shape[:2]
+        self.reduced.set(frame)
         if self._frame_no % self.interval == 0 or self._confidence is None or self._shape != (h, w):
-            self._confidence = self.segmenter.segment(frame, timestamp_ms)
+            self._confidence = self.segmenter.segment(frame, timestamp_ms, self.reduced)
             self._shape = (h, w)
         self._frame_no += 1
         t1 = time.perf_counter()
         if matte is not None and matte is not self.matte.settings:
             self.matte.configure(matte)
-        alpha = self.matte.build(self._confidence, (w, h), frame)
+        alpha = self.matte.build(self._confidence, (w, h), frame, self.reduced, dst)
         t2 = time.perf_counter()
         self.times.segment, self.times.matte = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         return alpha
@@ -103,7 +106,8 @@ class Engine:
             return frame
         alpha = self.alpha(frame, timestamp_ms, look.matte)
         t0 = time.perf_counter()
+        small = self.reduced.by(blur_factor(look.blur, frame.shape[0])) if look.effect == "blur" else None
         out = self.compositor.composite(frame, alpha, look.effect, background=look.background,
-                                        blur=look.blur, key_color=look.key_color)
+                                        blur=look.blur, key_color=look.key_color, small=small)
         self.times.composite = (time.perf_counter() - t0) * 1e3
         return out

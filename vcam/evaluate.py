@@ -28,6 +28,7 @@ from vcam.config import Settings, load_settings
 from vcam.engine import Engine
 from vcam.errors import VcamError
 from vcam.matte import MatteBuilder
+from vcam.reduce import Reducer
 from vcam.segmentation import Segmenter
 from vcam.testdata import testdata_path
 
@@ -225,20 +226,22 @@ def time_stages(settings: Settings, frames: int = 100, size: tuple[int, int] = (
     times: dict[str, list[float]] = {name: [] for name in [*segmenters, "raw", "vcam"]}
     alpha = np.empty(size[::-1], np.uint8)
     builder = MatteBuilder(settings.matte, video=True)
+    reduced = Reducer()
     try:
         for i in range(frames + 5):
             frame = clip[i % len(clip)]
             confidence = None
             for runtime, segmenter in segmenters.items():
                 t0 = time.perf_counter()
-                c = segmenter.segment(frame, i * 33)
+                reduced.set(frame)  # as in the Engine: the model makes the reductions the matte reuses
+                c = segmenter.segment(frame, i * 33, reduced)
                 times[runtime].append(time.perf_counter() - t0)
                 if runtime == seg.runtime or confidence is None:
                     confidence = c
             t0 = time.perf_counter()
             raw_alpha(confidence, size, dst=alpha)
             t1 = time.perf_counter()
-            builder.build(confidence, size, frame)
+            builder.build(confidence, size, frame, reduced)
             t2 = time.perf_counter()
             times["raw"].append(t1 - t0)
             times["vcam"].append(t2 - t1)

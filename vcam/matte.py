@@ -13,8 +13,8 @@ frame to frame. The steps below, each measured by `vcam eval` (see docs/matte.md
      threshold - edge_width/2 to threshold + edge_width/2, as a LUT;
   4. optional feather: a Gaussian blur of the matte edge.
 Everything at frame size is uint8 OpenCV on buffers kept between frames; the float work happens at the
-guide size only (427x240 for 720p and 1080p alike): about 2 ms a 720p frame alone, 3 ms when it runs
-right after the model as it does live (docs/matte.md; refine_size = 200 brings that to 2 ms).
+guide size only (427x240 for 720p and 1080p alike): about 1.7 ms a 720p frame alone, 2.4 ms when it
+runs right after the model as it does live (docs/matte.md).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vcam.config import MatteSettings
+from vcam.reduce import Reducer
 
 # Grey-level changes below this are camera noise, not motion: the temporal weight stays at full there.
 MOTION_NOISE = 3
@@ -71,6 +72,7 @@ class MatteBuilder:
         self._gsize: tuple[int, int] | None = None
         self._have_prev = False
         self._prev_plain: np.ndarray | None = None
+        self._reducer = Reducer()  # used when the caller brings no shared one
         self.configure(settings)
 
     def configure(self, settings: MatteSettings) -> None:
@@ -107,17 +109,23 @@ class MatteBuilder:
         return self._alpha
 
     # -- the stage ----------------------------------------------------------------------------------------
-    def build(self, confidence: np.ndarray, size: tuple[int, int], frame: np.ndarray | None = None) -> np.ndarray:
-        """Alpha matte of (width, height) `size`. The returned buffer is reused by the next call.
+    def build(self, confidence: np.ndarray, size: tuple[int, int], frame: np.ndarray | None = None,
+              reduced: Reducer | None = None, dst: np.ndarray | None = None) -> np.ndarray:
+        """Alpha matte of (width, height) `size`, into `dst` if given, else into a buffer reused by the
+        next call.
 
         With `frame` (BGR, `size`) and refine = "guided", the edge follows the frame's own edges; without
-        it (or refine = "none") the mask is upsampled bilinearly.
+        it (or refine = "none") the mask is upsampled bilinearly. `reduced`: the frame's shared Reducer,
+        already set to `frame`, if the caller has one.
         """
         s = self.settings
         w, h = size
-        alpha = self._ensure_alpha(w, h)
+        alpha = self._ensure_alpha(w, h) if dst is None else dst
         if frame is not None and s.refine == "guided":
-            mask = self._refined(confidence, frame)
+            if reduced is None:
+                reduced = self._reducer
+                reduced.set(frame)
+            mask = self._refined(confidence, reduced)
         else:
             mask = self._plain(confidence)
         cv2.resize(mask, (w, h), dst=alpha, interpolation=cv2.INTER_LINEAR)
@@ -138,14 +146,13 @@ class MatteBuilder:
             cv2.addWeighted(self._prev_plain, s.temporal, confidence, 1.0 - s.temporal, 0.0, dst=self._prev_plain)
         return self._prev_plain
 
-    def _refined(self, confidence: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    def _refined(self, confidence: np.ndarray, reduced: Reducer) -> np.ndarray:
         """Guided filter at guide size, then motion-gated temporal average; returns uint8 at guide size."""
         s = self.settings
-        fh, fw = frame.shape[:2]
+        fh, fw = reduced.frame.shape[:2]
         gw, gh = guide_size(fw, fh, s.refine_size)
         self._ensure_guide(gw, gh)
-        # INTER_LINEAR, not AREA, for the guide: 10x cheaper and measured the same (docs/matte.md).
-        cv2.resize(frame, (gw, gh), dst=self._small, interpolation=cv2.INTER_LINEAR)
+        reduced.resize((gw, gh), self._small)
         cv2.cvtColor(self._small, cv2.COLOR_BGR2GRAY, dst=self._gray)
         cv2.resize(confidence, (gw, gh), dst=self._conf, interpolation=cv2.INTER_LINEAR)
         eps = (s.refine_eps * 255.0) ** 2 if s.refine_eps > 0 else 1e-6

@@ -27,7 +27,7 @@ import numpy as np
 from vcam.backgrounds import cover_resize
 from vcam.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
 from vcam.config import Settings
-from vcam.effects import Compositor
+from vcam.effects import Compositor, blur_factor
 from vcam.engine import Engine
 from vcam.errors import VcamError
 from vcam.live import LiveState, LiveStateHolder
@@ -52,6 +52,13 @@ class Matted:
     alpha: np.ndarray
     frame: np.ndarray | None = None
     state: LiveState | None = None
+    small: np.ndarray | None = None  # the frame reduced by blur_factor(), for the blur effect
+
+    def keep_small(self, reduced: np.ndarray) -> None:
+        """Copy the segmenter's reduced frame (its buffer is reused for the next frame)."""
+        if self.small is None or self.small.shape != reduced.shape:
+            self.small = np.empty_like(reduced)
+        np.copyto(self.small, reduced)
 
     @property
     def camera_buffer(self) -> bool:
@@ -345,8 +352,10 @@ class Pipeline:
                     matted.frame = cover_resize(item.image, (w, h), dst=matted.resized)
                 t1 = time.perf_counter()
                 if state.look.effect != "none":
-                    np.copyto(matted.alpha, self._engine.alpha(matted.frame, int(item.t_capture * 1000),
-                                                               state.look.matte))
+                    self._engine.alpha(matted.frame, int(item.t_capture * 1000), state.look.matte,
+                                       dst=matted.alpha)
+                    if state.look.effect == "blur":
+                        matted.keep_small(self._engine.reduced.by(blur_factor(state.look.blur, h)))
                     times = self._engine.times
                     self.stats.ms["segment"].append(times.segment)
                     self.stats.ms["matte"].append(times.matte)
@@ -379,7 +388,7 @@ class Pipeline:
                 else:  # straight into the output buffer unless it still has to be mirrored
                     out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
                                                      background=look.background, blur=look.blur,
-                                                     key_color=look.key_color,
+                                                     key_color=look.key_color, small=matted.small,
                                                      dst=None if state.mirror else out_buf)
                 if state.mirror:
                     cv2.flip(out, 1, dst=out_buf)

@@ -2,7 +2,7 @@
 
 Why: it skips MediaPipe's graph machinery (packet copies, a float mask at input size) around the same
 model. To give the same mask as the MediaPipe runtime it samples the input the way MediaPipe's CPU
-ImageToTensorCalculator does: the frame is first reduced exactly like MediaPipeSegmenter does (Shrinker to
+ImageToTensorCalculator does: the frame is first reduced exactly like MediaPipeSegmenter does (Reducer to
 the working mask size, RGB), then warped with a corner-aligned bilinear map (pixel edge 0 -> 0, edge
 w -> model width; not cv2.resize's centre alignment) to the model input, scaled to 0..1 floats; the
 model's output is resized back to the mask size bilinearly, as MediaPipe's TensorsToSegmentation does.
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from vcam.native import native_stderr_to_log
+from vcam.reduce import Reducer
 from vcam.segmentation import ModelError, SegmenterBase, check_signature, unusable_model
 
 
@@ -58,9 +59,10 @@ class LiteRTSegmenter(SegmenterBase):
         self._maskf = np.empty((mask_h, mask_w), np.float32)
         self._warp = np.array([[self._model_w / mask_w, 0, 0], [0, self._model_h / mask_h, 0]], np.float32)
 
-    def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> np.ndarray:
+    def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None,
+                reduced: Reducer | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
-        mw, mh = self._prepare(frame_bgr)
+        mw, mh = self._prepare(frame_bgr, reduced)
         cv2.warpAffine(self._rgb, self._warp, (self._model_w, self._model_h), dst=self._in8,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         np.multiply(self._in8, np.float32(1.0 / 255.0), out=self._inf[0])
