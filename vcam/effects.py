@@ -6,8 +6,8 @@ where each effect only decides what `background` is. The effect draws its backgr
 output buffer, and the blend then runs only on the person's edge: in each horizontal strip of the frame,
 columns whose alpha is 0 throughout are left as they are (the background), columns that are all person
 get the frame copied, and only the rest is blended. The blend is memory-bound, so this saves in
-proportion to the picture that is not edge: on the desk video, 38% of the frame is blended by strip
-extent, of which most is copied.
+proportion to the picture that is not edge: on the desk video the strips holding the person cover 38% of
+the frame, most of it copied; the edge itself is about 3% of the frame.
 """
 from __future__ import annotations
 
