@@ -106,13 +106,7 @@ def test_file_sink_mirror_and_effect(tmp_path, portraits):
         n0 = p.frames_sent
         wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
         assert not (tmp_path / "o.mp4").exists()  # written to a temporary file until closed
-    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = _decode_all(tmp_path / "o.mp4")
     src = cv2.imread(str(image))
     assert len(frames) >= 35 and frames[0].shape == src.shape  # output size 0 = the camera's
     plain, mirrored = frames[15].astype(int), frames[-1].astype(int)
