@@ -7,6 +7,7 @@ import pytest
 
 from vcam.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
 from vcam.config import load_settings
+from vcam.effects import lut_bounds
 from vcam.engine import Engine, Look
 
 EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
@@ -216,6 +217,63 @@ def test_blend_limited_to_the_person_equals_the_whole_frame_formula(engine, samp
         assert np.abs(out.astype(int) - expected).max() <= 1  # each uint8 product rounds on its own
 
 
+def test_soft_edge_lut_left_to_the_compositor_gives_the_same_frame(engine, samples):
+    """Live, the matte's soft-edge LUT is applied by the compositor on the blended rectangles only:
+    the frame must be the one the final matte gives, pixel for pixel."""
+    solid = ColorBackground((40, 90, 200))
+    for image, _, _ in samples[:3]:
+        for effect in ("replace", "blur"):
+            look = Look(effect=effect, background=solid)
+            final = engine.compositor.composite(image, engine.alpha(image).copy(), effect, background=solid).copy()
+            soft = engine.alpha(image, defer_lut=True)
+            lut = engine.pending_lut()
+            assert lut is not None and np.any(soft != cv2.LUT(soft, lut)), "the LUT was really left undone"
+            lo, hi = lut_bounds(lut)
+            assert 0 < lo < hi < 255 and lut[lo - 1] == 0 and lut[hi] == 255
+            source = engine.alpha_source().copy()
+            assert np.array_equal(engine.process(image, look), final)
+            assert np.array_equal(engine.compositor.composite(image, soft, effect, background=solid, lut=lut),
+                                  final)
+            assert np.array_equal(engine.compositor.composite(image, soft, effect, background=solid, lut=lut,
+                                                              source=source), final)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (333, 181), (64, 48)])
+def test_person_extent_read_from_the_small_mask_bounds_the_full_one(size):
+    """The compositor may find the person's extent from the small mask the alpha was upsampled from;
+    its rectangles must still cover every pixel the LUT makes visible and copy only full-person ones."""
+    from vcam.effects import Compositor
+    from vcam.matte import smoothstep_lut
+
+    w, h = size
+    rng = np.random.default_rng(3)
+    lut = smoothstep_lut(0.6, 0.3)
+    lo, hi = lut_bounds(lut)
+    for gw, gh in ((427, 240), (455, 256), (max(8, w // 3), max(8, h // 3))):
+        source = np.zeros((gh, gw), np.uint8)
+        cv2.ellipse(source, (gw // 2, gh), (gw // 4, gh * 3 // 4), 0, 0, 360, 255, -1)
+        source = cv2.GaussianBlur(source, (0, 0), 3)
+        source[rng.integers(0, gh, 40), rng.integers(0, gw, 40)] = rng.integers(0, 256, 40)  # lone specks
+        source[:, :2] = hi  # the edges, where the positions are clamped
+        alpha = cv2.resize(source, (w, h), interpolation=cv2.INTER_LINEAR)
+        exact, bounded = Compositor(), Compositor()
+        exact.person_spans(alpha)
+        spans = bounded.person_spans(alpha, lut, source)
+        # the extremes read from the source bound every strip's true column-wise max and min
+        assert (bounded._colmax >= exact._colmax).all() and (bounded._colmin <= exact._colmin).all()
+        covered = np.zeros((h, w), bool)
+        for y0, y1, x0, x1, solid in spans:
+            covered[y0:y1, x0:x1] = True
+            if solid:
+                assert (alpha[y0:y1, x0:x1] >= hi).all(), (gw, gh, y0, y1, x0, x1)
+        assert covered[alpha >= lo].all(), (gw, gh)
+        exact = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, s in Compositor().person_spans(alpha, lut) if not s)
+        bounded = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, s in Compositor().person_spans(alpha, lut, source)
+                      if not s)
+        if w >= 2 * gw:  # upsampling, as live: the bound stays close to the exact extent
+            assert bounded <= 1.5 * exact + 64 * h / 12
+
+
 def test_reducer_halves_to_box_averages_and_shares_them():
     from vcam.reduce import Reducer
 
@@ -248,3 +306,23 @@ def test_strong_blur_at_1080p_reduces_further_but_looks_the_same(engine, samples
     everywhere = np.ones(image.shape[:2], bool)
     eighth, quarter = high_frequency_energy(at_eighth, everywhere), high_frequency_energy(at_quarter, everywhere)
     assert eighth <= 1.1 * quarter, f"no less blurred than at 1/4: {eighth:.3f} vs {quarter:.3f}"
+
+
+@pytest.mark.parametrize("strength", [12, 24, 28])
+def test_blur_is_the_triangle_kernel_of_stack_blur(samples, strength):
+    """blurred() makes stackBlur's triangle kernel from two box passes (half the cost). Against the exact
+    triangle filter (float, the same radius at 1/4 size) it is off by roundings only, for odd and even
+    box widths (strength 12 and 28 give even ones), except at the frame's own border."""
+    from vcam.effects import Compositor
+
+    image = cv2.resize(samples[0][0], (1280, 720))
+    radius = round(strength / 4)
+    triangle = np.concatenate([np.arange(1, radius + 2), np.arange(radius, 0, -1)]).astype(np.float32)
+    triangle /= triangle.sum()
+    quarter = cv2.resize(image, (320, 180), interpolation=cv2.INTER_AREA).astype(np.float32)
+    exact = cv2.resize(cv2.sepFilter2D(quarter, -1, triangle, triangle, borderType=cv2.BORDER_REPLICATE),
+                       (1280, 720), interpolation=cv2.INTER_LINEAR)
+    ours = Compositor().blurred(image, strength, np.empty_like(image))
+    inside = (slice(4 * radius + 8, -4 * radius - 8),) * 2
+    diff = np.abs(ours - exact)[inside]
+    assert diff.max() <= 2.0 and diff.mean() < 0.6

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcam import mjpg
 from vcam.backgrounds import is_image_path
 from vcam.config import CameraSettings
 from vcam.errors import VcamError
@@ -28,6 +29,7 @@ BACKOFF_START_S = 0.25
 BACKOFF_MAX_S = 3.0
 STOP_WAIT_S = 2.5  # longer than a V4L2 read can block (CAP_PROP_READ_TIMEOUT_MSEC 2000)
 FILE_CHECK_INTERVAL_S = 0.25  # how often a file source checks it still exists (an "unplug" of a file)
+MAX_BAD_FRAMES = 10  # undecodable MJPG frames in a row before the camera counts as failing
 
 
 class CameraError(VcamError):
@@ -124,6 +126,7 @@ class CameraSource:
         self.is_image = bool(path) and not self.is_device and is_image_path(path)
         self.is_file = bool(path) and not self.is_device
         self._cap: cv2.VideoCapture | None = None
+        self.raw_jpeg = False  # the source hands us JPEG bytes and vcam.mjpg decodes them
         self._image: np.ndarray | None = None
         self.fps = float(settings.fps)
         self.size: tuple[int, int] | None = None
@@ -154,6 +157,8 @@ class CameraSource:
             native = cap.get(cv2.CAP_PROP_FPS)
             self.fps = native if 1 <= native <= 240 else float(self.settings.fps)
             self._cap = cap
+            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.mjpg.
+            self.raw_jpeg = mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC)) and cap.set(cv2.CAP_PROP_FORMAT, -1)
             self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         else:
             self._open_device()
@@ -181,19 +186,33 @@ class CameraSource:
         if not ok:  # opened but no frames: typically busy in another application
             cap.release()
             raise CameraError(f"camera {self.label}: opened but delivers no frames (in use by another app?)")
-        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
-        granted = "".join(chr((fourcc >> 8 * i) & 0xFF) for i in range(4)).strip("\x00") or "?"
+        fourcc = cap.get(cv2.CAP_PROP_FOURCC)
+        granted = mjpg.fourcc_text(fourcc) or "?"
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         fps = cap.get(cv2.CAP_PROP_FPS) or float(s.fps)
-        log.info("camera %s: asked %dx%d@%d%s, granted %dx%d@%.3g %s", self.label, s.width, s.height, s.fps,
-                 " MJPG" if s.mjpg else "", w, h, fps, granted)
+        self.raw_jpeg = mjpg.is_jpeg_fourcc(fourcc) and self._raw_jpeg_works(cap, (w, h))
+        log.info("camera %s: asked %dx%d@%d%s, granted %dx%d@%.3g %s%s", self.label, s.width, s.height, s.fps,
+                 " MJPG" if s.mjpg else "", w, h, fps, granted, " (decoded by vcam)" if self.raw_jpeg else "")
         self._cap, self.size, self.fps = cap, (w, h), fps
+
+    @staticmethod
+    def _raw_jpeg_works(cap: cv2.VideoCapture, size: tuple[int, int]) -> bool:
+        """Ask the V4L2 backend for the camera's JPEG bytes instead of its own (slower) decoding, if a
+        frame read that way decodes to the granted size; otherwise put OpenCV's decoding back."""
+        if cap.set(cv2.CAP_PROP_CONVERT_RGB, 0):
+            ok, packet = cap.read()
+            frame = mjpg.decode(packet) if ok and packet is not None and packet.dtype == np.uint8 else None
+            if frame is not None and frame.shape[1::-1] == size:
+                return True
+            cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
+        return False
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
         self._image = None
+        self.raw_jpeg = False
 
     @property
     def is_open(self) -> bool:
@@ -216,6 +235,16 @@ class CameraSource:
             return buffer
         if self._cap is None:
             raise CameraError(f"camera {self.label}: not open")
+        if not self.raw_jpeg:
+            return self._grab(buffer)
+        for _ in range(MAX_BAD_FRAMES):
+            frame = mjpg.decode(self._grab(), buffer)
+            if frame is not None:
+                return frame
+        raise CameraError(f"camera {self.label}: {MAX_BAD_FRAMES} MJPG frames in a row cannot be decoded")
+
+    def _grab(self, buffer: np.ndarray | None = None) -> np.ndarray:
+        """The next frame (or JPEG packet) from the VideoCapture; files loop at their end."""
         ok, frame = self._cap.read(buffer)
         if not ok and self.is_file:  # end of the file: loop
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

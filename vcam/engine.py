@@ -82,8 +82,13 @@ class Engine:
         self.close()
 
     def alpha(self, frame: np.ndarray, timestamp_ms: int | None = None,
-              matte: MatteSettings | None = None, dst: np.ndarray | None = None) -> np.ndarray:
-        """The alpha matte (uint8, frame size, 255 = person), into `dst` if given, else a reused buffer."""
+              matte: MatteSettings | None = None, dst: np.ndarray | None = None,
+              defer_lut: bool = False) -> np.ndarray:
+        """The alpha matte (uint8, frame size, 255 = person), into `dst` if given, else a reused buffer.
+
+        `defer_lut`: for compositing, which applies the soft-edge mapping on the edge only: the matte is
+        then final only after `pending_lut()` (if not None) is applied (MatteBuilder.build).
+        """
         t0 = time.perf_counter()
         h, w = frame.shape[:2]
         self.reduced.set(frame)
@@ -94,20 +99,29 @@ class Engine:
         t1 = time.perf_counter()
         if matte is not None and matte is not self.matte.settings:
             self.matte.configure(matte)
-        alpha = self.matte.build(self._confidence, (w, h), frame, self.reduced, dst)
+        alpha = self.matte.build(self._confidence, (w, h), frame, self.reduced, dst, defer_lut)
         t2 = time.perf_counter()
         self.times.segment, self.times.matte = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         return alpha
+
+    def pending_lut(self) -> np.ndarray | None:
+        """The soft-edge LUT the last alpha(defer_lut=True) left to the compositor, or None."""
+        return self.matte.lut if self.matte.deferred else None
+
+    def alpha_source(self) -> np.ndarray | None:
+        """The small mask the last deferred alpha was upsampled from (reused by the next frame), or None."""
+        return self.matte.source if self.matte.deferred else None
 
     def process(self, frame: np.ndarray, look: Look, timestamp_ms: int | None = None) -> np.ndarray:
         """The composited BGR frame. Reused buffer: copy it if you keep it past the next call."""
         if look.effect == "none":
             self.times = StageTimes()
             return frame
-        alpha = self.alpha(frame, timestamp_ms, look.matte)
+        alpha = self.alpha(frame, timestamp_ms, look.matte, defer_lut=True)
         t0 = time.perf_counter()
         small = self.reduced.by(blur_factor(look.blur, frame.shape[0])) if look.effect == "blur" else None
         out = self.compositor.composite(frame, alpha, look.effect, background=look.background,
-                                        blur=look.blur, key_color=look.key_color, small=small)
+                                        blur=look.blur, key_color=look.key_color, small=small,
+                                        lut=self.pending_lut(), source=self.alpha_source())
         self.times.composite = (time.perf_counter() - t0) * 1e3
         return out

@@ -10,7 +10,8 @@ frame to frame. The steps below, each measured by `vcam eval` (see docs/matte.md
      box-blurred against noise, then dilated so the whole neighbourhood of a moving edge counts as
      moving), so still edges stop flickering and moving edges follow at once (no smear, no lag);
   3. upsampling to the frame size (bilinear) and the soft-edge mapping: a smoothstep from
-     threshold - edge_width/2 to threshold + edge_width/2, as a LUT;
+     threshold - edge_width/2 to threshold + edge_width/2, as a LUT (compositing may take the LUT over
+     and apply it on the person's edge only: build(defer_lut=True));
   4. optional feather: a Gaussian blur of the matte edge.
 Everything at frame size is uint8 OpenCV on buffers kept between frames; the float work happens at the
 guide size only (427x240 for 720p and 1080p alike): about 1.7 ms a 720p frame alone, 2.4 ms when it
@@ -73,12 +74,14 @@ class MatteBuilder:
         self._have_prev = False
         self._prev_plain: np.ndarray | None = None
         self._reducer = Reducer()  # used when the caller brings no shared one
+        self.deferred = False  # the last build() left the soft-edge LUT to the compositor
+        self.source: np.ndarray | None = None  # ... and this is what it upsampled (see build())
         self.configure(settings)
 
     def configure(self, settings: MatteSettings) -> None:
         """Take new settings between frames (live tuning) without losing the temporal state."""
         self.settings = settings
-        self._lut = smoothstep_lut(settings.threshold, settings.edge_width)
+        self.lut = smoothstep_lut(settings.threshold, settings.edge_width)  # replaced, never changed in place
         self._wlut = motion_weight_lut(settings.temporal, settings.motion)
 
     def reset(self) -> None:
@@ -110,13 +113,20 @@ class MatteBuilder:
 
     # -- the stage ----------------------------------------------------------------------------------------
     def build(self, confidence: np.ndarray, size: tuple[int, int], frame: np.ndarray | None = None,
-              reduced: Reducer | None = None, dst: np.ndarray | None = None) -> np.ndarray:
+              reduced: Reducer | None = None, dst: np.ndarray | None = None,
+              defer_lut: bool = False) -> np.ndarray:
         """Alpha matte of (width, height) `size`, into `dst` if given, else into a buffer reused by the
         next call.
 
         With `frame` (BGR, `size`) and refine = "guided", the edge follows the frame's own edges; without
         it (or refine = "none") the mask is upsampled bilinearly. `reduced`: the frame's shared Reducer,
         already set to `frame`, if the caller has one.
+
+        `defer_lut`: leave the soft-edge mapping to the compositor, which applies `self.lut` only on the
+        person's edge (Compositor.blend); a full-frame LUT costs 0.3 ms at 720p, 0.6 ms at 1080p. The
+        mapping is not deferred when a feather follows it: then `deferred` is False and the matte is final.
+        When deferred, `self.source` is the small mask the matte was upsampled from (a buffer reused by
+        the next call), from which the compositor finds the person's extent.
         """
         s = self.settings
         w, h = size
@@ -129,7 +139,11 @@ class MatteBuilder:
         else:
             mask = self._plain(confidence)
         cv2.resize(mask, (w, h), dst=alpha, interpolation=cv2.INTER_LINEAR)
-        cv2.LUT(alpha, self._lut, dst=alpha)
+        self.deferred = defer_lut and s.feather <= 0
+        if self.deferred:
+            self.source = mask
+            return alpha
+        cv2.LUT(alpha, self.lut, dst=alpha)
         if s.feather > 0:
             k = 2 * s.feather + 1
             cv2.GaussianBlur(alpha, (k, k), 0, dst=alpha)

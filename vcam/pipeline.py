@@ -53,6 +53,19 @@ class Matted:
     frame: np.ndarray | None = None
     state: LiveState | None = None
     small: np.ndarray | None = None  # the frame reduced by blur_factor(), for the blur effect
+    lut: np.ndarray | None = None  # the matte's soft-edge mapping, left to the compositor (Engine.alpha)
+    source: np.ndarray | None = None  # the small mask the alpha was upsampled from, or None
+    _source_buf: np.ndarray | None = None
+
+    def keep_source(self, source: np.ndarray | None) -> None:
+        """Copy the matte's small source mask (its buffer is reused for the next frame)."""
+        if source is None:
+            self.source = None
+            return
+        if self._source_buf is None or self._source_buf.shape != source.shape:
+            self._source_buf = np.empty_like(source)
+        np.copyto(self._source_buf, source)
+        self.source = self._source_buf
 
     def keep_small(self, reduced: np.ndarray) -> None:
         """Copy the segmenter's reduced frame (its buffer is reused for the next frame)."""
@@ -353,7 +366,9 @@ class Pipeline:
                 t1 = time.perf_counter()
                 if state.look.effect != "none":
                     self._engine.alpha(matted.frame, int(item.t_capture * 1000), state.look.matte,
-                                       dst=matted.alpha)
+                                       dst=matted.alpha, defer_lut=True)
+                    matted.lut = self._engine.pending_lut()
+                    matted.keep_source(self._engine.alpha_source())
                     if state.look.effect == "blur":
                         matted.keep_small(self._engine.reduced.by(blur_factor(state.look.blur, h)))
                     times = self._engine.times
@@ -389,6 +404,7 @@ class Pipeline:
                     out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
                                                      background=look.background, blur=look.blur,
                                                      key_color=look.key_color, small=matted.small,
+                                                     lut=matted.lut, source=matted.source,
                                                      dst=None if state.mirror else out_buf)
                 if state.mirror:
                     cv2.flip(out, 1, dst=out_buf)

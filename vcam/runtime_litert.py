@@ -2,11 +2,12 @@
 
 Why: it skips MediaPipe's graph machinery (packet copies, a float mask at input size) around the same
 model. To give the same mask as the MediaPipe runtime it samples the input the way MediaPipe's CPU
-ImageToTensorCalculator does: the frame is first reduced exactly like MediaPipeSegmenter does (Reducer to
-the working mask size, RGB), then warped with a corner-aligned bilinear map (pixel edge 0 -> 0, edge
-w -> model width; not cv2.resize's centre alignment) to the model input, scaled to 0..1 floats; the
-model's output is resized back to the mask size bilinearly, as MediaPipe's TensorsToSegmentation does.
-Measured on the portraits: mean difference 0.04 grey levels from the MediaPipe runtime.
+ImageToTensorCalculator does, a corner-aligned bilinear map (pixel edge 0 -> 0, edge w -> model width;
+not cv2.resize's centre alignment) to the model input, scaled to 0..1 floats; the model's output is
+resized back to the mask size bilinearly, as MediaPipe's TensorsToSegmentation does. The map starts
+from the shared reduction of the frame by the largest whole factor that stays above the mask size
+(MediaPipeSegmenter first resizes to the mask size; skipping that step saves 0.2 ms at 720p and moved
+the portraits' IoU by +0.0001, boundary F by -0.0007).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from vcam.native import native_stderr_to_log
 from vcam.reduce import Reducer
-from vcam.segmentation import ModelError, SegmenterBase, check_signature, unusable_model
+from vcam.segmentation import ModelError, SegmenterBase, check_signature, mask_size_for, unusable_model
 
 
 def _threads() -> int:
@@ -50,21 +51,37 @@ class LiteRTSegmenter(SegmenterBase):
         self._model_h, self._model_w = check_signature(inp, out, path)
         self._in_index, self._out_index = inp[0]["index"], out[0]["index"]
         self._in8 = np.empty((self._model_h, self._model_w, 3), np.uint8)
+        self._bgr8 = np.empty_like(self._in8)
         self._inf = np.empty((1, self._model_h, self._model_w, 3), np.float32)
+        self._size: tuple[int, int] | None = None
 
     def close(self) -> None:
         self._interp = None
 
-    def _resized(self, mask_w: int, mask_h: int) -> None:
-        self._maskf = np.empty((mask_h, mask_w), np.float32)
-        self._warp = np.array([[self._model_w / mask_w, 0, 0], [0, self._model_h / mask_h, 0]], np.float32)
+    def _geometry(self, w: int, h: int) -> tuple[int, int, int]:
+        """(mask w, mask h, reduction factor) for a w x h frame; makes the buffers and the warp."""
+        if self._size != (w, h):
+            self._size = (w, h)
+            mw, mh = mask_size_for(w, h, self.model)
+            f = max(1, min(w // mw, h // mh))
+            self._geo = (mw, mh, f)
+            self._mask = np.empty((mh, mw), np.uint8)
+            self._maskf = np.empty((mh, mw), np.float32)
+            # corner-aligned: the reduced frame's edges (w / f, h / f) go to the model input's edges
+            self._warp = np.array([[self._model_w * f / w, 0, 0], [0, self._model_h * f / h, 0]], np.float32)
+        return self._geo
 
     def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None,
                 reduced: Reducer | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
-        mw, mh = self._prepare(frame_bgr, reduced)
-        cv2.warpAffine(self._rgb, self._warp, (self._model_w, self._model_h), dst=self._in8,
+        if reduced is None:
+            reduced = self._reducer
+            reduced.set(frame_bgr)
+        h, w = frame_bgr.shape[:2]
+        mw, mh, f = self._geometry(w, h)
+        cv2.warpAffine(reduced.by(f), self._warp, (self._model_w, self._model_h), dst=self._bgr8,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cv2.cvtColor(self._bgr8, cv2.COLOR_BGR2RGB, dst=self._in8)
         np.multiply(self._in8, np.float32(1.0 / 255.0), out=self._inf[0])
         self._interp.set_tensor(self._in_index, self._inf)
         self._interp.invoke()

@@ -98,7 +98,7 @@ def read_signature(path: Path) -> tuple[int, int]:
 
 
 class SegmenterBase:
-    """What both runtimes share: the frame shrunk to the working mask size as RGB, and a context manager.
+    """What both runtimes share: the model file, the working mask size and a context manager.
 
     Subclasses implement `segment()` and `close()`.
     """
@@ -110,31 +110,7 @@ class SegmenterBase:
         self.model = model
         self.video = video
         self._reducer = Reducer()
-        self._small: np.ndarray | None = None
-        self._rgb: np.ndarray | None = None
         self._mask: np.ndarray | None = None
-
-    def _prepare(self, frame_bgr: np.ndarray, reduced: Reducer | None) -> tuple[int, int]:
-        """Shrink `frame_bgr` into self._rgb (buffers kept between frames); returns the mask (w, h).
-
-        `reduced`: the frame's shared Reducer (already set to this frame), if the caller has one.
-        """
-        if reduced is None:
-            reduced = self._reducer
-            reduced.set(frame_bgr)
-        h, w = frame_bgr.shape[:2]
-        mw, mh = mask_size_for(w, h, self.model)
-        if self._small is None or self._small.shape[:2] != (mh, mw):
-            self._small = np.empty((mh, mw, 3), np.uint8)
-            self._rgb = np.empty((mh, mw, 3), np.uint8)
-            self._mask = np.empty((mh, mw), np.uint8)
-            self._resized(mw, mh)
-        reduced.resize((mw, mh), self._small)
-        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        return mw, mh
-
-    def _resized(self, mask_w: int, mask_h: int) -> None:
-        """Hook: the working size changed (new buffers of the runtime's own)."""
 
     def close(self) -> None:
         raise NotImplementedError
@@ -167,6 +143,8 @@ class MediaPipeSegmenter(SegmenterBase):
         super().__init__(model, model_path, video)
         read_signature(self.path)
         self._last_ts = -1
+        self._small: np.ndarray | None = None
+        self._rgb: np.ndarray | None = None
         self._segmenter = self._create(self.path, video)
 
     @staticmethod
@@ -189,6 +167,23 @@ class MediaPipeSegmenter(SegmenterBase):
 
     def close(self) -> None:
         self._segmenter.close()
+
+    def _prepare(self, frame_bgr: np.ndarray, reduced: Reducer | None) -> None:
+        """Shrink `frame_bgr` to the working mask size as RGB into self._rgb (buffers kept between frames).
+
+        `reduced`: the frame's shared Reducer (already set to this frame), if the caller has one.
+        """
+        if reduced is None:
+            reduced = self._reducer
+            reduced.set(frame_bgr)
+        h, w = frame_bgr.shape[:2]
+        mw, mh = mask_size_for(w, h, self.model)
+        if self._small is None or self._small.shape[:2] != (mh, mw):
+            self._small = np.empty((mh, mw, 3), np.uint8)
+            self._rgb = np.empty((mh, mw, 3), np.uint8)
+            self._mask = np.empty((mh, mw), np.uint8)
+        reduced.resize((mw, mh), self._small)
+        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
 
     def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None,
                 reduced: Reducer | None = None) -> np.ndarray:

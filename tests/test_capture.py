@@ -1,0 +1,115 @@
+"""Capture stage: MJPG sources are demuxed by OpenCV and decoded by vcam.mjpg (libjpeg-turbo's fast path).
+
+A USB webcam's 720p/1080p arrives as MJPG; an MJPG clip made from the real desk video stands in for it
+(the same container the benchmark uses), read through the real CameraSource.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam import mjpg
+from vcam.bench import prepare_clip
+from vcam.capture import MAX_BAD_FRAMES, CameraError, CameraSource
+from vcam.config import load_settings
+
+
+def source_for(path: Path) -> CameraSource:
+    settings = load_settings(None, use_user_config=False).replace("camera", source=str(path))
+    return CameraSource(settings.camera, pace=False)
+
+
+@pytest.fixture(scope="module")
+def mjpg_clip(desk_video, tmp_path_factory) -> Path:
+    return prepare_clip(desk_video, (640, 360), 12, tmp_path_factory.mktemp("clip"))
+
+
+def opencv_frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-9))
+
+
+def test_mjpg_clip_is_decoded_by_vcam_like_opencv_and_loops(mjpg_clip):
+    reference = opencv_frames(mjpg_clip)
+    source = source_for(mjpg_clip)
+    source.open()
+    try:
+        assert source.raw_jpeg, "an MJPG clip is demuxed only and decoded by vcam.mjpg"
+        buffer = None
+        for i in range(len(reference) + 3):  # past the end: the file loops
+            frame = source.read(buffer)
+            assert frame.shape == (360, 640, 3) and frame.dtype == np.uint8
+            # libjpeg-turbo's fast IDCT: not bit-exact, but far below what the eye or a call app keeps
+            assert psnr(frame, reference[i % len(reference)]) > 40
+            buffer = frame
+        again = source.read(buffer)
+        assert np.shares_memory(again, buffer), "decoded into the buffer the caller hands back"
+    finally:
+        source.close()
+    assert not source.raw_jpeg
+
+
+def test_other_videos_keep_opencv_decoding(desk_video):
+    source = source_for(desk_video)
+    source.open()
+    try:
+        assert not source.raw_jpeg
+        assert source.read().shape == (540, 960, 3)
+    finally:
+        source.close()
+
+
+def test_undecodable_frames_are_skipped_then_reported(mjpg_clip, tmp_path):
+    """A damaged frame is dropped and the next one shown; a stream of them counts as a failing camera."""
+    data = bytearray(mjpg_clip.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i:i + 3] == b"\xff\xd8\xff"]  # each frame's JPEG SOI
+    assert len(starts) >= 12
+    one_bad = tmp_path / "one_bad.avi"
+    broken = bytearray(data)
+    broken[starts[2]:starts[2] + 3] = b"XYZ"  # frame 2 is no JPEG any more
+    one_bad.write_bytes(bytes(broken))
+    reference = opencv_frames(mjpg_clip)
+    source = source_for(one_bad)
+    source.open()
+    try:
+        frames = [source.read() for _ in range(4)]
+    finally:
+        source.close()
+    assert psnr(frames[1], reference[1]) > 40
+    assert psnr(frames[2], reference[3]) > 40, "the damaged frame 2 was skipped"
+
+    all_bad = tmp_path / "all_bad.avi"
+    for s in starts:
+        data[s:s + 3] = b"XYZ"
+    all_bad.write_bytes(bytes(data))
+    source = source_for(all_bad)
+    source.open()
+    try:
+        with pytest.raises(CameraError, match=f"{MAX_BAD_FRAMES} MJPG frames in a row cannot be decoded"):
+            source.read()
+    finally:
+        source.close()
+
+
+def test_decode_keeps_what_a_truncated_frame_has_and_rejects_garbage(mjpg_clip):
+    jpeg = cv2.imencode(".jpg", opencv_frames(mjpg_clip)[0], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    whole = mjpg.decode(jpeg)
+    truncated = mjpg.decode(jpeg[: len(jpeg) * 2 // 3])
+    assert truncated is not None and truncated.shape == whole.shape
+    assert psnr(truncated[:100], whole[:100]) > 40, "the part that arrived is decoded"
+    assert mjpg.decode(np.frombuffer(b"not a jpeg at all" * 10, np.uint8)) is None
+    assert mjpg.decode(np.zeros(0, np.uint8)) is None
+    assert mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"MJPG")) and not mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"avc1"))
