@@ -140,6 +140,29 @@ def test_video_background_advances_and_loops(background_video, samples):
     bg.close()
 
 
+def test_video_background_keeps_its_own_frame_rate(background_video):
+    """A 24 fps clip behind a 30 fps camera plays at 24 fps: each camera frame gets the clip's frame
+    nearest in time (scaled once and reused, not decoded again), and a hold-up doesn't make it race."""
+    clip = background_video
+    size = (640, 360)
+    cap = cv2.VideoCapture(str(clip))
+    assert cap.get(cv2.CAP_PROP_FPS) == 24
+    reference = []
+    while (frame := cap.read()[1]) is not None:
+        reference.append(cover_resize(frame, size))
+    bg = VideoBackground(clip)
+    start = 1000.0  # any clock: counted from the first frame's time
+    for i in range(90):  # 3 s at 30 fps, past the clip's end (56 frames): it loops
+        shown = bg.frame(size, start + i / 30)
+        n = round(i * 24 / 30)
+        assert np.abs(shown.astype(int) - reference[n % len(reference)]).mean() < 1.0, (i, n)
+    assert bg._shown == round(89 * 24 / 30), "72 frames decoded for 90 camera frames"
+    before = bg._shown
+    bg.frame(size, start + 89 / 30 + 5.0)  # held up for 5 s
+    assert bg._shown == before + 1, "after a hold-up it goes on from where it was, one frame on"
+    bg.close()
+
+
 def test_cover_resize_crops_instead_of_stretching():
     image = np.zeros((100, 400, 3), np.uint8)
     image[:, 175:225] = 255  # a centred white band, 1/8 of the width

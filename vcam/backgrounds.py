@@ -95,11 +95,14 @@ def cover_resize(image: np.ndarray, size: tuple[int, int], dst: np.ndarray | Non
 
 
 class Background:
-    """A source of background frames. `frame(size)` may return a shared buffer: don't modify it."""
+    """A source of background frames. `frame(size)` may return a shared buffer: don't modify it.
+
+    `t`: the time (seconds, any origin) of the picture the background goes behind; only a video uses it.
+    """
 
     label = "background"
 
-    def frame(self, size: tuple[int, int]) -> np.ndarray:
+    def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -112,7 +115,7 @@ class ColorBackground(Background):
         self.label = label or "#%02x%02x%02x" % (bgr[2], bgr[1], bgr[0])
         self._buf: np.ndarray | None = None
 
-    def frame(self, size: tuple[int, int]) -> np.ndarray:
+    def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         w, h = size
         if self._buf is None or self._buf.shape[:2] != (h, w):
             self._buf = np.empty((h, w, 3), np.uint8)
@@ -130,15 +133,24 @@ class ImageBackground(Background):
             raise BackgroundError(f"cannot use as background: {e}") from None
         self._cached: np.ndarray | None = None
 
-    def frame(self, size: tuple[int, int]) -> np.ndarray:
+    def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         w, h = size
         if self._cached is None or self._cached.shape[:2] != (h, w):
             self._cached = cover_resize(self.image, size)
         return self._cached
 
 
+MAX_CATCH_UP = 2  # frames a video background may skip to keep time; beyond that it just goes on
+
+
 class VideoBackground(Background):
-    """A looping video; each call to `frame` advances by one frame."""
+    """A looping video, played at its own frame rate.
+
+    Why by time: a 24 fps clip behind a 30 fps camera must not run 25% fast, and when the clip has fewer
+    frames a second than the camera, the scaled frame is reused instead of decoded and scaled again.
+    With `t`, each call shows the clip's frame nearest to `t` (counted from the first call's `t`);
+    without it, each call advances one frame.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -148,27 +160,48 @@ class VideoBackground(Background):
         if not ok or first is None:
             self._cap.release()
             raise BackgroundError(f"{path}: cannot decode background video (missing, unreadable or not a video)")
-        self._pending: np.ndarray | None = first
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 240 else 30.0
         self._raw = first
+        self._shown = 0  # the clip's frame in _raw, counted from the start, across loops
+        self._t0: float | None = None
         self._buf: np.ndarray | None = None
+        self._scaled: tuple | None = None  # (size, frame number) that _buf holds
 
-    def _next_raw(self) -> np.ndarray:
-        if self._pending is not None:
-            raw, self._pending = self._pending, None
-            return raw
+    def _advance(self) -> None:
+        """Decode the next frame into _raw (from the start again at the end)."""
         ok = self._cap.grab() and self._cap.retrieve(self._raw)[0]
         if not ok:  # end of file (or a broken frame): loop from the start
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok = self._cap.grab() and self._cap.retrieve(self._raw)[0]
-            if not ok:
-                return self._raw  # keep showing the last good frame rather than failing the stream
-        return self._raw
+        # if even that failed, keep showing the last good frame rather than failing the stream
+        self._shown += 1
 
-    def frame(self, size: tuple[int, int]) -> np.ndarray:
+    def _due(self, t: float | None) -> int:
+        """The frame number to show at `t`."""
+        if t is None:
+            return self._shown + (self._scaled is not None)
+        if self._t0 is None:
+            self._t0 = t - self._shown / self.fps
+        due = int((t - self._t0) * self.fps + 0.5)
+        if due < self._shown:  # time went back (a new stream): go on from the frame shown
+            self._t0, due = t - self._shown / self.fps, self._shown
+        elif due > self._shown + MAX_CATCH_UP:  # we were held up (a pause, a slow frame): don't race to
+            due = self._shown + 1              # catch up, which would decode a burst; go on from here
+            self._t0 = t - due / self.fps
+        return due
+
+    def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         w, h = size
-        if self._buf is None or self._buf.shape[:2] != (h, w):
-            self._buf = np.empty((h, w, 3), np.uint8)
-        return cover_resize(self._next_raw(), size, dst=self._buf)
+        due = self._due(t)
+        while self._shown < due:
+            self._advance()
+        if self._scaled != (size, self._shown):
+            if self._buf is None or self._buf.shape[:2] != (h, w):
+                self._buf = np.empty((h, w, 3), np.uint8)
+            cover_resize(self._raw, size, dst=self._buf)
+            self._scaled = (size, self._shown)
+        return self._buf
 
     def close(self) -> None:
         self._cap.release()

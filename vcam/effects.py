@@ -215,10 +215,11 @@ class Compositor:
                   background: Background | None = None, blur: int = 24,
                   key_color: tuple[int, int, int] = (0, 255, 0), dst: np.ndarray | None = None,
                   small: np.ndarray | None = None, lut: np.ndarray | None = None,
-                  source: np.ndarray | None = None) -> np.ndarray:
+                  source: np.ndarray | None = None, t: float | None = None) -> np.ndarray:
         """The composited frame for one effect, into `dst` if given (the live pipeline's output buffer,
         saving a copy), else into a buffer reused by the next call. `small`: the frame reduced by
         blur_factor(), if the caller already made it (see blurred()). `lut`, `source`: see blend().
+        `t`: the frame's time in seconds, which a video background keeps pace with (Background.frame).
         `dst` must not be `frame`."""
         h, w = frame.shape[:2]
         self._ensure(h, w)
@@ -234,7 +235,7 @@ class Compositor:
                 self._key = ColorBackground(tuple(key_color))
             np.copyto(out, self._key.frame((w, h)))
         elif effect in ("replace", "video"):
-            np.copyto(out, (background or self._white).frame((w, h)))
+            np.copyto(out, (background or self._white).frame((w, h), t))
         else:
             raise ValueError(f"unknown effect {effect!r}")
         return self.blend(frame, alpha, out, lut, source)

@@ -122,6 +122,7 @@ class Engine:
         small = self.reduced.by(blur_factor(look.blur, frame.shape[0])) if look.effect == "blur" else None
         out = self.compositor.composite(frame, alpha, look.effect, background=look.background,
                                         blur=look.blur, key_color=look.key_color, small=small,
-                                        lut=self.pending_lut(), source=self.alpha_source())
+                                        lut=self.pending_lut(), source=self.alpha_source(),
+                                        t=None if timestamp_ms is None else timestamp_ms / 1000.0)
         self.times.composite = (time.perf_counter() - t0) * 1e3
         return out

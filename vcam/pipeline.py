@@ -404,7 +404,7 @@ class Pipeline:
                     out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
                                                      background=look.background, blur=look.blur,
                                                      key_color=look.key_color, small=matted.small,
-                                                     lut=matted.lut, source=matted.source,
+                                                     lut=matted.lut, source=matted.source, t=item.t_capture,
                                                      dst=None if state.mirror else out_buf)
                 if state.mirror:
                     cv2.flip(out, 1, dst=out_buf)
