@@ -113,3 +113,40 @@ def test_decode_keeps_what_a_truncated_frame_has_and_rejects_garbage(mjpg_clip):
     assert mjpg.decode(np.frombuffer(b"not a jpeg at all" * 10, np.uint8)) is None
     assert mjpg.decode(np.zeros(0, np.uint8)) is None
     assert mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"MJPG")) and not mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"avc1"))
+
+
+def test_each_opening_of_the_camera_stamps_its_frames_with_a_new_run(mjpg_clip, tmp_path):
+    """The worker resets the matte's temporal smoothing when the run changes: a reopened camera is a cut."""
+    import time
+
+    from vcam.capture import CaptureThread, OneSlot
+
+    camera = tmp_path / "camera.avi"
+    camera.write_bytes(mjpg_clip.read_bytes())
+    slot = OneSlot()
+    capture = CaptureThread(source_for(camera), slot)
+    capture.source.pace = True
+
+    def next_frame(timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = slot.take(0.2)
+            if item is not None:
+                return item
+        raise AssertionError("no frame")
+
+    capture.start()
+    try:
+        first = next_frame()
+        assert first.run > 0 and next_frame().run == first.run
+        camera.rename(tmp_path / "unplugged.avi")  # the camera goes away ...
+        deadline = time.monotonic() + 5
+        while capture.state != "unavailable" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert capture.state == "unavailable"
+        (tmp_path / "unplugged.avi").rename(camera)  # ... and comes back
+        slot.clear()
+        after = next_frame()
+        assert after.run > first.run
+    finally:
+        capture.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import itertools
 import threading
 import time
 from collections import deque
@@ -38,11 +39,15 @@ class CameraError(VcamError):
 
 @dataclass
 class Frame:
-    """A captured frame: the pixels, when they were captured (perf_counter s) and a sequence number."""
+    """A captured frame: the pixels, when they were captured (perf_counter s) and the source run it came
+    from (a new number each time a camera is opened, so the worker sees a cut in the input)."""
 
     image: np.ndarray
     t_capture: float
-    seq: int
+    run: int = 0
+
+
+_runs = itertools.count(1)  # source runs, numbered across all capture threads
 
 
 class OneSlot:
@@ -56,20 +61,18 @@ class OneSlot:
         self._cond = threading.Condition()
         self._item: Frame | None = None
         self._spare: list[np.ndarray] = []
-        self._seq = 0
         self.dropped = 0
 
-    def put(self, image: np.ndarray, t_capture: float) -> np.ndarray | None:
+    def put(self, image: np.ndarray, t_capture: float, run: int = 0) -> np.ndarray | None:
         """Publish `image` (ownership passes to the slot); returns a buffer to fill next, or None."""
         with self._cond:
-            self._seq += 1
             recycled = None
             if self._item is not None:
                 self.dropped += 1
                 recycled = self._item.image
             elif self._spare:
                 recycled = self._spare.pop()
-            self._item = Frame(image, t_capture, self._seq)
+            self._item = Frame(image, t_capture, run)
             self._cond.notify_all()
         return recycled
 
@@ -277,7 +280,8 @@ class CaptureThread:
         self.slot = slot
         self.state = "released"
         self.last_error = ""
-        self.opened = 0  # how many times the source was (re)opened: each is a cut in the input
+        self.opened = 0  # how many times the source was (re)opened
+        self.run = 0  # the current source run (see Frame.run)
         self.read_ms: deque[float] = deque(maxlen=600)  # time inside read() (decode), for `vcam bench`
         self._wanted = threading.Event()
         self._stop = threading.Event()
@@ -351,6 +355,7 @@ class CaptureThread:
                 if not self.source.is_open:
                     self.source.open()
                     self.opened += 1
+                    self.run = next(_runs)
                     log.info("camera %s open (%sx%s @ %.3g fps)", self.source.label,
                              *(self.source.size or ("?", "?")), self.source.fps)
                 frame = self.source.read(buf)
@@ -382,5 +387,5 @@ class CaptureThread:
                 self.state, backoff = "ok", BACKOFF_START_S
                 if not self._wanted.is_set():
                     continue  # released while reading: don't publish a frame from a camera we let go
-                buf = self.slot.put(frame, t)
+                buf = self.slot.put(frame, t, self.run)
         self.source.close()

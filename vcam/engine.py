@@ -48,11 +48,10 @@ def look_from_settings(settings: Settings, background: Background | None = None)
 
 @dataclass
 class StageTimes:
-    """Milliseconds spent in each stage for the last frame (for `vcam bench` and status)."""
+    """Milliseconds the last frame spent in segmentation and matte (the live pipeline's stage stats)."""
 
     segment: float = 0.0
     matte: float = 0.0
-    composite: float = 0.0
 
 
 class Engine:
@@ -118,11 +117,9 @@ class Engine:
             self.times = StageTimes()
             return frame
         alpha = self.alpha(frame, timestamp_ms, look.matte, defer_lut=True)
-        t0 = time.perf_counter()
         small = self.reduced.by(blur_factor(look.blur, frame.shape[0])) if look.effect == "blur" else None
         out = self.compositor.composite(frame, alpha, look.effect, background=look.background,
                                         blur=look.blur, key_color=look.key_color, small=small,
                                         lut=self.pending_lut(), source=self.alpha_source(),
                                         t=None if timestamp_ms is None else timestamp_ms / 1000.0)
-        self.times.composite = (time.perf_counter() - t0) * 1e3
         return out

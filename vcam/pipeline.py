@@ -334,7 +334,7 @@ class Pipeline:
         """Segmentation: camera frame -> (frame at output size, alpha matte, state) for the compositor."""
         done: np.ndarray | None = None  # the camera buffer to give back on the next take
         matted: Matted | None = None  # the next item to fill (recycled through the matte slot)
-        last_source_run: tuple | None = None
+        last_run = 0
         while not self._stop.is_set():
             item = self._cam_slot.take(0.2, give_back=done)
             done = None
@@ -349,10 +349,8 @@ class Pipeline:
                     new, self._pending_engine = self._pending_engine, None
                 old, self._engine = self._engine, new
                 old.close()
-            capture = self._capture
-            source_run = (id(capture), capture.opened) if capture is not None else None
-            if source_run != last_source_run:  # the camera (re)opened: a cut, don't smooth across it
-                last_source_run = source_run
+            if item.run != last_run:  # the camera (re)opened: a cut, don't smooth across it
+                last_run = item.run
                 self._engine.matte.reset()
             try:
                 t0 = time.perf_counter()
