@@ -104,15 +104,33 @@ def test_undecodable_frames_are_skipped_then_reported(mjpg_clip, tmp_path):
         source.close()
 
 
-def test_decode_keeps_what_a_truncated_frame_has_and_rejects_garbage(mjpg_clip):
-    jpeg = cv2.imencode(".jpg", opencv_frames(mjpg_clip)[0], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
-    whole = mjpg.decode(jpeg)
-    truncated = mjpg.decode(jpeg[: len(jpeg) * 2 // 3])
-    assert truncated is not None and truncated.shape == whole.shape
-    assert psnr(truncated[:100], whole[:100]) > 40, "the part that arrived is decoded"
-    assert mjpg.decode(np.frombuffer(b"not a jpeg at all" * 10, np.uint8)) is None
-    assert mjpg.decode(np.zeros(0, np.uint8)) is None
-    assert mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"MJPG")) and not mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"avc1"))
+def test_damaged_frames_are_refused_not_shown(mjpg_clip):
+    """A frame cut short, a header claiming another size, or no JPEG at all: None (the caller keeps the
+    previous picture). A camera that never ends its frames with the end marker still gets every frame."""
+    frame = opencv_frames(mjpg_clip)[0]
+    jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    decoder = mjpg.MjpgDecoder((640, 360))
+    whole = decoder.decode(jpeg)
+    assert whole is not None and psnr(whole, frame) > 35
+    assert decoder.decode(np.concatenate([jpeg, np.zeros(100, np.uint8)])) is not None, "zero padding is fine"
+    assert decoder.decode(jpeg[: len(jpeg) * 2 // 3]) is None, "cut short"
+    assert decoder.decode(np.frombuffer(b"not a jpeg at all" * 10, np.uint8)) is None
+    assert decoder.decode(np.zeros(0, np.uint8)) is None
+    other = cv2.imencode(".jpg", cv2.resize(frame, (320, 180)))[1]
+    assert decoder.decode(other) is None, "a size the stream does not have"
+    assert mjpg.MjpgDecoder().decode(other).shape == (180, 320, 3), "any sane size when none is known"
+
+    huge = bytearray(jpeg.tobytes())  # a damaged header claiming 60000x60000
+    sof = huge.index(b"\xff\xc0")
+    huge[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    assert mjpg.MjpgDecoder().decode(np.frombuffer(bytes(huge), np.uint8)) is None
+    assert decoder.decode(np.frombuffer(bytes(huge), np.uint8)) is None
+
+    no_end = jpeg[:-2]  # this camera never sends the end marker: its frames are decoded all the same
+    fresh = mjpg.MjpgDecoder((640, 360))
+    assert all(fresh.decode(no_end) is not None for _ in range(3))
+    assert mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"MJPG"))
+    assert not mjpg.is_jpeg_fourcc(cv2.VideoWriter_fourcc(*"avc1"))
 
 
 def test_each_opening_of_the_camera_stamps_its_frames_with_a_new_run(mjpg_clip, tmp_path):

@@ -163,6 +163,20 @@ def test_video_background_keeps_its_own_frame_rate(background_video):
     bg.close()
 
 
+def test_video_background_faster_than_the_camera_keeps_time():
+    """A 30 fps clip behind a 10 fps camera (a dim room, a slow laptop) still plays at 30 fps: the
+    frames in between are skipped, not shown late."""
+    from conftest import require_path
+
+    clip = require_path("backgrounds", "videos", "backscrub_rotating_earth.webm")
+    bg = VideoBackground(clip)
+    assert bg.fps == 30
+    for i in range(101):  # 10 s at 10 fps
+        bg.frame((320, 180), 50.0 + i / 10)
+    assert bg._shown == 300
+    bg.close()
+
+
 def test_cover_resize_crops_instead_of_stretching():
     image = np.zeros((100, 400, 3), np.uint8)
     image[:, 175:225] = 255  # a centred white band, 1/8 of the width

@@ -140,7 +140,7 @@ class ImageBackground(Background):
         return self._cached
 
 
-MAX_CATCH_UP = 2  # frames a video background may skip to keep time; beyond that it just goes on
+PAUSE_S = 1.0  # a gap this long between two frames is a pause: the video goes on from where it was
 
 
 class VideoBackground(Background):
@@ -148,8 +148,8 @@ class VideoBackground(Background):
 
     Why by time: a 24 fps clip behind a 30 fps camera must not run 25% fast, and when the clip has fewer
     frames a second than the camera, the scaled frame is reused instead of decoded and scaled again.
-    With `t`, each call shows the clip's frame nearest to `t` (counted from the first call's `t`);
-    without it, each call advances one frame.
+    With `t`, each call shows the clip's frame nearest to `t` (counted from the first call's `t`; after
+    a pause or when `t` goes back, from the frame shown); without it, each call advances one frame.
     """
 
     def __init__(self, path: Path) -> None:
@@ -165,16 +165,19 @@ class VideoBackground(Background):
         self._raw = first
         self._shown = 0  # the clip's frame in _raw, counted from the start, across loops
         self._t0: float | None = None
+        self._last_t = 0.0
         self._buf: np.ndarray | None = None
         self._scaled: tuple | None = None  # (size, frame number) that _buf holds
 
-    def _advance(self) -> None:
-        """Decode the next frame into _raw (from the start again at the end)."""
-        ok = self._cap.grab() and self._cap.retrieve(self._raw)[0]
+    def _step(self, keep: bool) -> None:
+        """Move to the next frame (from the start again at the end); decode it into _raw if `keep`."""
+        ok = self._cap.grab()
         if not ok:  # end of file (or a broken frame): loop from the start
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok = self._cap.grab() and self._cap.retrieve(self._raw)[0]
-        # if even that failed, keep showing the last good frame rather than failing the stream
+            ok = self._cap.grab()
+        if ok and keep:
+            self._cap.retrieve(self._raw)
+        # if that failed, keep showing the last good frame rather than failing the stream
         self._shown += 1
 
     def _due(self, t: float | None) -> int:
@@ -183,19 +186,16 @@ class VideoBackground(Background):
             return self._shown + (self._scaled is not None)
         if self._t0 is None:
             self._t0 = t - self._shown / self.fps
-        due = int((t - self._t0) * self.fps + 0.5)
-        if due < self._shown:  # time went back (a new stream): go on from the frame shown
-            self._t0, due = t - self._shown / self.fps, self._shown
-        elif due > self._shown + MAX_CATCH_UP:  # we were held up (a pause, a slow frame): don't race to
-            due = self._shown + 1              # catch up, which would decode a burst; go on from here
-            self._t0 = t - due / self.fps
-        return due
+        elif t < self._last_t or t - self._last_t > PAUSE_S:  # a new stream or a pause: go on from here
+            self._t0 = t - (self._shown + 1) / self.fps
+        self._last_t = t
+        return max(self._shown, int((t - self._t0) * self.fps + 0.5))
 
     def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         w, h = size
         due = self._due(t)
-        while self._shown < due:
-            self._advance()
+        while self._shown < due:  # frames in between (a clip faster than the camera) are skipped
+            self._step(keep=self._shown + 1 == due)
         if self._scaled != (size, self._shown):
             if self._buf is None or self._buf.shape[:2] != (h, w):
                 self._buf = np.empty((h, w, 3), np.uint8)

@@ -7,9 +7,9 @@ The thread survives the camera going away: it reports "unavailable" and reopens 
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import itertools
 import threading
 import time
 from collections import deque
@@ -130,6 +130,7 @@ class CameraSource:
         self.is_file = bool(path) and not self.is_device
         self._cap: cv2.VideoCapture | None = None
         self.raw_jpeg = False  # the source hands us JPEG bytes and vcam.mjpg decodes them
+        self._decoder = mjpg.MjpgDecoder()
         self._image: np.ndarray | None = None
         self.fps = float(settings.fps)
         self.size: tuple[int, int] | None = None
@@ -162,6 +163,7 @@ class CameraSource:
             self._cap = cap
             # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.mjpg.
             self.raw_jpeg = mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC)) and cap.set(cv2.CAP_PROP_FORMAT, -1)
+            self._decoder = mjpg.MjpgDecoder(self.size)
             self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         else:
             self._open_device()
@@ -198,15 +200,15 @@ class CameraSource:
                  " MJPG" if s.mjpg else "", w, h, fps, granted, " (decoded by vcam)" if self.raw_jpeg else "")
         self._cap, self.size, self.fps = cap, (w, h), fps
 
-    @staticmethod
-    def _raw_jpeg_works(cap: cv2.VideoCapture, size: tuple[int, int]) -> bool:
+    def _raw_jpeg_works(self, cap: cv2.VideoCapture, size: tuple[int, int]) -> bool:
         """Ask the V4L2 backend for the camera's JPEG bytes instead of its own (slower) decoding, if a
         frame read that way decodes to the granted size; otherwise put OpenCV's decoding back."""
+        self._decoder = mjpg.MjpgDecoder(size)
         if cap.set(cv2.CAP_PROP_CONVERT_RGB, 0):
-            ok, packet = cap.read()
-            frame = mjpg.decode(packet) if ok and packet is not None and packet.dtype == np.uint8 else None
-            if frame is not None and frame.shape[1::-1] == size:
-                return True
+            for _ in range(3):  # a camera's first frames may be damaged
+                ok, packet = cap.read()
+                if ok and packet is not None and packet.dtype == np.uint8 and self._decoder.decode(packet) is not None:
+                    return True
             cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
         return False
 
@@ -241,7 +243,7 @@ class CameraSource:
         if not self.raw_jpeg:
             return self._grab(buffer)
         for _ in range(MAX_BAD_FRAMES):
-            frame = mjpg.decode(self._grab(), buffer)
+            frame = self._decoder.decode(self._grab(), buffer)
             if frame is not None:
                 return frame
         raise CameraError(f"camera {self.label}: {MAX_BAD_FRAMES} MJPG frames in a row cannot be decoded")

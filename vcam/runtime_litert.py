@@ -59,7 +59,10 @@ class LiteRTSegmenter(SegmenterBase):
         self._interp = None
 
     def _geometry(self, w: int, h: int) -> tuple[int, int, int]:
-        """(mask w, mask h, reduction factor) for a w x h frame; makes the buffers and the warp."""
+        """(mask w, mask h, reduction factor) for a w x h frame; makes the buffers and the warp.
+
+        Factor 1 (a frame under twice the mask size): the frame is first resized to the mask size, as
+        MediaPipe does, so small pictures are sampled exactly as there."""
         if self._size != (w, h):
             self._size = (w, h)
             mw, mh = mask_size_for(w, h, self.model)
@@ -67,8 +70,11 @@ class LiteRTSegmenter(SegmenterBase):
             self._geo = (mw, mh, f)
             self._mask = np.empty((mh, mw), np.uint8)
             self._maskf = np.empty((mh, mw), np.float32)
-            # corner-aligned: the reduced frame's edges (w / f, h / f) go to the model input's edges
-            self._warp = np.array([[self._model_w * f / w, 0, 0], [0, self._model_h * f / h, 0]], np.float32)
+            self._small = np.empty((mh, mw, 3), np.uint8)
+            # corner-aligned: the source's edges go to the model input's edges; Reducer.by(f) spreads
+            # the whole frame over w // f x h // f pixels
+            sw, sh = (w // f, h // f) if f > 1 else (mw, mh)
+            self._warp = np.array([[self._model_w / sw, 0, 0], [0, self._model_h / sh, 0]], np.float32)
         return self._geo
 
     def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None,
@@ -79,7 +85,8 @@ class LiteRTSegmenter(SegmenterBase):
             reduced.set(frame_bgr)
         h, w = frame_bgr.shape[:2]
         mw, mh, f = self._geometry(w, h)
-        cv2.warpAffine(reduced.by(f), self._warp, (self._model_w, self._model_h), dst=self._bgr8,
+        source = reduced.by(f) if f > 1 else reduced.resize((mw, mh), self._small)
+        cv2.warpAffine(source, self._warp, (self._model_w, self._model_h), dst=self._bgr8,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         cv2.cvtColor(self._bgr8, cv2.COLOR_BGR2RGB, dst=self._in8)
         np.multiply(self._in8, np.float32(1.0 / 255.0), out=self._inf[0])
