@@ -165,7 +165,10 @@ class Compositor:
             self._source_key = key
             y = np.arange(0, h, step)
             y_end = np.minimum(y + step, h)
-            self._source_rows = [(max(0, int((a + 0.5) * sh / h - 0.5) - 1), min(sh, int((b - 0.5) * sh / h - 0.5) + 3))
+            def source_row(row: float) -> int:  # the first of the two source rows output `row` is made from
+                return int(np.floor((row + 0.5) * sh / h - 0.5))
+
+            self._source_rows = [(max(0, source_row(a) - 1), min(sh, source_row(b - 1) + 3))
                                  for a, b in zip(y.tolist(), y_end.tolist())]
             x = np.floor((np.arange(w) + 0.5) * sw / w - 0.5).astype(np.intp)
             self._source_cols = np.clip(x, 0, sw - 1)

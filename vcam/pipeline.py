@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 HOLD_S = 1.0  # repeat the last good frame this long after the camera stops, then the placeholder
 
 
+def _kept(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+    """A copy of `image` in `buffer` (a new buffer if it has another shape)."""
+    if buffer is None or buffer.shape != image.shape:
+        buffer = np.empty_like(image)
+    np.copyto(buffer, image)
+    return buffer
+
+
 @dataclasses.dataclass
 class Matted:
     """A frame at output size with its alpha matte and the LiveState it is to be composited with.
@@ -55,23 +63,14 @@ class Matted:
     small: np.ndarray | None = None  # the frame reduced by blur_factor(), for the blur effect
     lut: np.ndarray | None = None  # the matte's soft-edge mapping, left to the compositor (Engine.alpha)
     source: np.ndarray | None = None  # the small mask the alpha was upsampled from, or None
-    _source_buf: np.ndarray | None = None
 
     def keep_source(self, source: np.ndarray | None) -> None:
         """Copy the matte's small source mask (its buffer is reused for the next frame)."""
-        if source is None:
-            self.source = None
-            return
-        if self._source_buf is None or self._source_buf.shape != source.shape:
-            self._source_buf = np.empty_like(source)
-        np.copyto(self._source_buf, source)
-        self.source = self._source_buf
+        self.source = None if source is None else _kept(self.source, source)
 
     def keep_small(self, reduced: np.ndarray) -> None:
         """Copy the segmenter's reduced frame (its buffer is reused for the next frame)."""
-        if self.small is None or self.small.shape != reduced.shape:
-            self.small = np.empty_like(reduced)
-        np.copyto(self.small, reduced)
+        self.small = _kept(self.small, reduced)
 
     @property
     def camera_buffer(self) -> bool:

@@ -80,9 +80,7 @@ class LiteRTSegmenter(SegmenterBase):
     def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None,
                 reduced: Reducer | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
-        if reduced is None:
-            reduced = self._reducer
-            reduced.set(frame_bgr)
+        reduced = self._reduced(frame_bgr, reduced)
         h, w = frame_bgr.shape[:2]
         mw, mh, f = self._geometry(w, h)
         source = reduced.by(f) if f > 1 else reduced.resize((mw, mh), self._small)

@@ -112,6 +112,13 @@ class SegmenterBase:
         self._reducer = Reducer()
         self._mask: np.ndarray | None = None
 
+    def _reduced(self, frame_bgr: np.ndarray, reduced: Reducer | None) -> Reducer:
+        """The caller's Reducer, already set to this frame, or our own set to it."""
+        if reduced is None:
+            reduced = self._reducer
+            reduced.set(frame_bgr)
+        return reduced
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -173,9 +180,7 @@ class MediaPipeSegmenter(SegmenterBase):
 
         `reduced`: the frame's shared Reducer (already set to this frame), if the caller has one.
         """
-        if reduced is None:
-            reduced = self._reducer
-            reduced.set(frame_bgr)
+        reduced = self._reduced(frame_bgr, reduced)
         h, w = frame_bgr.shape[:2]
         mw, mh = mask_size_for(w, h, self.model)
         if self._small is None or self._small.shape[:2] != (mh, mw):
