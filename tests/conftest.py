@@ -50,6 +50,40 @@ def holds_open(pid: int, path: Path) -> bool:
     return False
 
 
+def build_preload(source: str, tmp_path_factory) -> Path:
+    """tests/fake_v4l2/`source` compiled with the real gcc into an LD_PRELOAD library."""
+    import subprocess
+
+    gcc = require_tool("gcc")
+    out = tmp_path_factory.mktemp("preload") / (Path(source).stem + ".so")
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out),
+                    str(Path(__file__).parent / "fake_v4l2" / source), "-ldl", "-lpthread"], check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shim(tmp_path_factory) -> Path:
+    """The fake v4l2loopback output device (tests/fake_v4l2/shim.c)."""
+    return build_preload("shim.c", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def camera_lib(tmp_path_factory) -> Path:
+    """The fake USB webcam (tests/fake_v4l2/camera.c)."""
+    return build_preload("camera.c", tmp_path_factory)
+
+
+@pytest.fixture
+def daemon_guard():
+    """Daemon processes a test started; killed at the end if still running."""
+    procs: list = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     return require_path()

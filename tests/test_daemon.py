@@ -26,16 +26,6 @@ MAGENTA_BGR = np.array([255, 0, 255])
 W, H = 640, 360
 
 
-@pytest.fixture(scope="session")
-def shim(tmp_path_factory) -> Path:
-    """tests/fake_v4l2/shim.c compiled with the real gcc."""
-    gcc = require_tool("gcc")
-    out = tmp_path_factory.mktemp("shim") / "fake_v4l2.so"
-    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out),
-                    str(ROOT / "tests" / "fake_v4l2" / "shim.c"), "-ldl", "-lpthread"], check=True)
-    return out
-
-
 class FakeCam:
     """A fake /dev/videoN (a plain file) plus what the shim recorded about it."""
 
@@ -129,15 +119,6 @@ def stop_daemon(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[float, int,
     elapsed = time.monotonic() - t0
     return elapsed, rc, proc.stderr.read()
 
-
-@pytest.fixture
-def daemon_guard():
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path, daemon_guard):
