@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_daemon import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, write_config
+from conftest import holds_open
+from test_daemon import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 12
@@ -151,17 +152,22 @@ print(json.dumps(seen))
     assert "Traceback" not in log
 
 
-def test_daemon_on_the_webcam_sends_the_composited_picture(webcam, camera_lib, shim, tmp_path, daemon_guard):
+def test_daemon_on_the_webcam_opens_it_only_for_a_reader(webcam, camera_lib, shim, tmp_path, daemon_guard):
     """`vcam run` end to end on the fake webcam (OpenCV's V4L2 capture) and the fake v4l2loopback device
-    (pyvirtualcam's native output), both LD_PRELOADed: frames arrive at the output size with the effect."""
+    (pyvirtualcam's native output), both LD_PRELOADed: the webcam is open (its light on) only while an
+    application reads the virtual camera, and then the composited picture arrives."""
     out = FakeCam(tmp_path)
-    config = write_config(tmp_path / "c.toml", webcam["node"], out.device, on_demand=False)
+    config = write_config(tmp_path / "c.toml", webcam["node"], out.device, on_demand=True)
     env = {**out.env(shim), "LD_PRELOAD": f"{camera_lib} {shim}", "FAKE_CAM_DEVICE": str(webcam["node"]),
            "FAKE_CAM_DIR": str(webcam["dir"]), "FAKE_CAM_SIZE": f"{W}x{H}", "FAKE_CAM_FPS": "30"}
     proc = start_daemon(config, env)
     daemon_guard.append(proc)
-    out.wait_writes(60, 30)
-    assert corners_are(out.frame(), MAGENTA_BGR), "the background behind the person is replaced"
+    out.wait_writes(5, 30)  # the idle placeholder keeps the device listed
+    assert not holds_open(proc.pid, webcam["node"]), "no reader: the webcam stays closed"
+    with open(out.device, "rb"):  # a call app opens the virtual camera
+        wait_for(lambda: holds_open(proc.pid, webcam["node"]), 3, "webcam opened for the reader")
+        wait_for(lambda: corners_are(out.frame(), MAGENTA_BGR), 5, "the composited picture")
+    wait_for(lambda: not holds_open(proc.pid, webcam["node"]), 6, "webcam released after the reader left")
     elapsed, rc, log = stop_daemon(proc)
     assert rc == 0 and elapsed < 1.0, log[-2000:]
     assert f"granted {W}x{H}@30 MJPG (decoded by vcam)" in log

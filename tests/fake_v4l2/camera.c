@@ -103,7 +103,8 @@ static int open_common(const char *path, int flags, mode_t mode) {
         errno = EBUSY;
         return -1;
     }
-    int fd = real_open("/dev/null", O_RDWR); /* a real fd that select/poll see as ready */
+    /* the node itself: a real fd that select/poll see as ready, and that /proc/<pid>/fd shows as the camera */
+    int fd = real_open(path, O_RDWR);
     if (fd >= 0) {
         pthread_mutex_lock(&lock);
         cam_fd = fd;
