@@ -172,3 +172,21 @@ def test_daemon_on_the_webcam_opens_it_only_for_a_reader(webcam, camera_lib, shi
     assert rc == 0 and elapsed < 1.0, log[-2000:]
     assert f"granted {W}x{H}@30 MJPG (decoded by vcam)" in log
     assert "Traceback" not in log
+
+
+def test_doctor_checks_the_webcam(webcam, tmp_path):
+    """`vcam doctor` opens the webcam through V4L2 and reads a frame; busy in another app, it says how to
+    find out and fix it."""
+    from test_doctor import doctor, lines_about
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[camera]\nsource = "{webcam["node"]}"\n[output]\nsink = "null"\n')
+    preload = {k: webcam["env"][k] for k in ("LD_PRELOAD", "FAKE_CAM_DEVICE", "FAKE_CAM_DIR", "FAKE_CAM_SIZE",
+                                             "FAKE_CAM_FPS")}
+    (camera,) = lines_about(doctor(config, preload).stdout, f"camera {webcam['node']}")
+    assert camera.startswith("ok") and f"opens ({W}x{H})" in camera
+    (webcam["dir"] / "busy").touch()
+    r = doctor(config, preload)
+    (camera,) = lines_about(r.stdout, f"camera {webcam['node']}")
+    assert camera.startswith("FIX") and "busy" in camera and "systemctl --user stop vcam" in camera
+    assert "Traceback" not in r.stderr
