@@ -163,8 +163,8 @@ class CameraSource:
             self._cap = cap
             # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.mjpg.
             self.raw_jpeg = mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC)) and cap.set(cv2.CAP_PROP_FORMAT, -1)
-            self._decoder = mjpg.MjpgDecoder(self.size)
             self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            self._decoder = mjpg.MjpgDecoder(self.size)
         else:
             self._open_device()
         self._next_t = time.perf_counter()
@@ -282,8 +282,7 @@ class CaptureThread:
         self.slot = slot
         self.state = "released"
         self.last_error = ""
-        self.opened = 0  # how many times the source was (re)opened
-        self.run = 0  # the current source run (see Frame.run)
+        self.run = 0  # the current source run (see Frame.run): a new one each time the source is opened
         self.read_ms: deque[float] = deque(maxlen=600)  # time inside read() (decode), for `vcam bench`
         self._wanted = threading.Event()
         self._stop = threading.Event()
@@ -356,7 +355,6 @@ class CaptureThread:
             try:
                 if not self.source.is_open:
                     self.source.open()
-                    self.opened += 1
                     self.run = next(_runs)
                     log.info("camera %s open (%sx%s @ %.3g fps)", self.source.label,
                              *(self.source.size or ("?", "?")), self.source.fps)
