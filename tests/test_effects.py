@@ -325,6 +325,9 @@ def test_reducer_halves_to_box_averages_and_shares_them():
     small = reduced.resize((455, 256), np.empty((256, 455, 3), np.uint8))
     direct = cv2.resize(reduced.by(2), (455, 256), interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(small, direct)  # by the largest whole factor (2), then the rest bilinearly
+    gray = reduced.gray((427, 240), np.empty((240, 427), np.uint8))
+    direct = cv2.cvtColor(cv2.resize(reduced.by(2), (427, 240), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2GRAY)
+    assert np.abs(gray.astype(int) - direct).max() <= 1  # grey first, then resized: the same guide
     odd = rng.integers(0, 256, (723, 1283, 3), dtype=np.uint8)
     reduced.set(odd)
     assert reduced.by(4).shape == (723 // 4, 1283 // 4, 3) and reduced.by(3).shape == (241, 427, 3)

@@ -3,7 +3,7 @@
 The model sees a ~256 px picture, so its mask is blurry and blocky at frame size and flickers from
 frame to frame. The steps below, each measured by `vcam eval` (see docs/matte.md), fix that:
   1. edge-aware upsampling (refine = "guided"): the mask is brought to a reduced "guide" size
-     (refine_size px on the short side) and run through a guided filter (opencv-contrib ximgproc) whose
+     (refine_size px on the short side) and run through a guided filter (vcam/guided.py) whose
      guide is the grey frame at that size, so the mask edge snaps to the real edges of hair and shoulders;
   2. temporal smoothing (video only): an exponential average with the previous matte whose weight
      `temporal` drops to 0 where the frame changed by `motion` grey levels or more (the change map is
@@ -14,8 +14,8 @@ frame to frame. The steps below, each measured by `vcam eval` (see docs/matte.md
      and apply it on the person's edge only: build(defer_lut=True));
   4. optional feather: a Gaussian blur of the matte edge.
 Everything at frame size is uint8 OpenCV on buffers kept between frames; the float work happens at the
-guide size only (427x240 for 720p and 1080p alike): about 1.7 ms a 720p frame alone, 2.4 ms when it
-runs right after the model as it does live (docs/matte.md).
+guide size only (427x240 for 720p and 1080p alike): about 1.55 ms a 720p frame when it runs right after
+the model as it does live (docs/matte.md).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from vcam.config import MatteSettings
+from vcam.guided import GuidedFilter
 from vcam.reduce import Reducer
 
 # Grey-level changes below this are camera noise, not motion: the temporal weight stays at full there.
@@ -74,6 +75,7 @@ class MatteBuilder:
         self._have_prev = False
         self._prev_plain: np.ndarray | None = None
         self._reducer = Reducer()  # used when the caller brings no shared one
+        self._guided = GuidedFilter()
         self.deferred = False  # the last build() left the soft-edge LUT to the compositor
         self.source: np.ndarray | None = None  # ... and this is what it upsampled (see build())
         self.configure(settings)
@@ -94,7 +96,6 @@ class MatteBuilder:
         if self._gsize == (gw, gh):
             return
         self._gsize = (gw, gh)
-        self._small = np.empty((gh, gw, 3), np.uint8)
         self._gray = np.empty((gh, gw), np.uint8)
         self._prev_gray = np.empty((gh, gw), np.uint8)
         self._diff = np.empty((gh, gw), np.uint8)
@@ -166,11 +167,10 @@ class MatteBuilder:
         fh, fw = reduced.frame.shape[:2]
         gw, gh = guide_size(fw, fh, s.refine_size)
         self._ensure_guide(gw, gh)
-        reduced.resize((gw, gh), self._small)
-        cv2.cvtColor(self._small, cv2.COLOR_BGR2GRAY, dst=self._gray)
+        reduced.gray((gw, gh), self._gray)
         cv2.resize(confidence, (gw, gh), dst=self._conf, interpolation=cv2.INTER_LINEAR)
         eps = (s.refine_eps * 255.0) ** 2 if s.refine_eps > 0 else 1e-6
-        cv2.ximgproc.guidedFilter(self._gray, self._conf, s.refine_radius, eps, dst=self._soft, dDepth=cv2.CV_32F)
+        self._guided.apply(self._gray, self._conf, s.refine_radius, eps, dst=self._soft)
         if self.video and s.temporal > 0:
             if not self._have_prev:
                 self._prev[...] = self._soft
