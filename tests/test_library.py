@@ -167,8 +167,9 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
     (2560x1600 JPEGs, ~60 ms to decode at full size, and PNGs). While frames flow, we switch every 0.5 s
     and time the new frames the sink receives. "Normal" is the 95th percentile of the intervals away from
     any switch (what this machine does anyway, e.g. when other processes compete for the CPU); the worst
-    interval in the window of each switch must stay within one frame interval of it. A switch that
-    decoded or scaled on the frame path, or held the GIL for its decode, would add its 20-60 ms there.
+    interval in the window of each switch (all but one: a loaded machine hiccups now and then) must stay
+    within one frame interval of it. A switch that decoded or scaled on the frame path, or held the GIL for
+    its decode, would add its 20-60 ms to every one.
     """
     library = [images / "mate_nature_Aqua.jpg", images / "backscrub_background_retro.png",
                images / "mate_nature_Storm.jpg", images / "mate_nature_Wood.jpg",
@@ -224,4 +225,6 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
           + ", ".join(f"{t:.0f}" for t in took) + " ms")
     assert len(switches) == len(requested)
     assert median < 1.5 * frame_ms  # frames flowing at about the camera's rate
-    assert max(around) <= normal_p95 + frame_ms, (around, normal_p95)
+    # A switch that loads on the frame path stalls every switch; one window over the limit is a hiccup of
+    # a loaded machine (seen once in eight full runs), so the second worst must hold.
+    assert sorted(around)[-2] <= normal_p95 + frame_ms, (around, normal_p95)
