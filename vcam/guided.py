@@ -42,8 +42,9 @@ class GuidedFilter:
         dst[...] = self._low8
 
     def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float, dst: np.ndarray) -> np.ndarray:
-        """Filter `src` (uint8) guided by `guide` (uint8 grey, same size) into `dst` (float32, same size).
-        `eps` is in squared grey levels of the guide."""
+        """Filter `src` (uint8) guided by `guide` (uint8 grey) into `dst` (float32, the guide's size).
+        `eps` is in squared grey levels of the guide. `src` may have another size than the guide: only
+        its reduction to half the guide's size is used, so the model's mask goes there in one resize."""
         h, w = guide.shape
         self._ensure(w, h)
         r = max(1, round(radius / self.subsample))

@@ -99,7 +99,6 @@ class MatteBuilder:
         self._gray = np.empty((gh, gw), np.uint8)
         self._prev_gray = np.empty((gh, gw), np.uint8)
         self._diff = np.empty((gh, gw), np.uint8)
-        self._conf = np.empty((gh, gw), np.uint8)
         self._soft = np.empty((gh, gw), np.float32)   # this frame's refined mask
         self._prev = np.empty((gh, gw), np.float32)   # the temporally smoothed mask
         self._weight = np.empty((gh, gw), np.float32)
@@ -168,9 +167,8 @@ class MatteBuilder:
         gw, gh = guide_size(fw, fh, s.refine_size)
         self._ensure_guide(gw, gh)
         reduced.gray((gw, gh), self._gray)
-        cv2.resize(confidence, (gw, gh), dst=self._conf, interpolation=cv2.INTER_LINEAR)
         eps = (s.refine_eps * 255.0) ** 2 if s.refine_eps > 0 else 1e-6
-        self._guided.apply(self._gray, self._conf, s.refine_radius, eps, dst=self._soft)
+        self._guided.apply(self._gray, confidence, s.refine_radius, eps, dst=self._soft)
         if self.video and s.temporal > 0:
             if not self._have_prev:
                 self._prev[...] = self._soft

