@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,8 +26,14 @@ def test_bench_json_reports_all_figures(desk_video):
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
         assert 20 <= row["fps_30"] <= 36  # paced like a 30 fps camera
         assert row["ms"]["read"] > 0 and row["ms"]["convert"] > 0
+        # Where the CPU went, thread by thread: it adds up to the process's CPU per frame.
+        per = row["thread_cpu_ms"]
+        assert set(per) == {"capture", "segmenter", "compositor", "output", "other"}
+        assert per["capture"] > 0 and per["output"] > 0
+        assert sum(per.values()) == pytest.approx(row["cpu_pct_30fps"] / 30 * 10, rel=0.05, abs=0.1)
     # The stages really ran for blur and were skipped for none.
     assert blur["ms"]["segment"] > 0 and blur["ms"]["composite"] > 0
+    assert blur["thread_cpu_ms"]["segmenter"] > 5 * none["thread_cpu_ms"]["segmenter"]
     assert none["ms"]["segment"] is None and none["ms"]["composite"] is None  # null: the stage never ran
 
 

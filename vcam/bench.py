@@ -7,6 +7,8 @@ frames costs. Each (size, effect) runs the real Pipeline twice:
   * 30 fps: the clip paced at 30 fps like a camera -> CPU% of one core (process CPU time, all threads,
     MediaPipe's included, per processed frame x 30), capture-to-send latency p50/p95, per-stage ms.
 The null sink converts BGR->I420 (cv2, like libyuv in pyvirtualcam): the "convert" stage.
+The 30 fps run also reports each pipeline thread's CPU time per frame (from /proc/self/task), which says
+where a frame's CPU goes: stage times are wall time, and two stages run at once on two cores.
 RSS is measured while the 30 fps run is going; peak RSS is the process's high-water mark so far (it only
 grows over the run, so later cases inherit earlier ones' peak).
 """
@@ -15,9 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -104,6 +108,33 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+PIPELINE_THREADS = ("capture", "segmenter", "compositor", "output")  # named vcam-<stage>
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each live thread of this process, by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):  # the thread ended, or never started
+            continue
+        used[t.name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def _per_thread_ms(before: dict[str, float], after: dict[str, float], cpu: float, frames: int) -> dict:
+    """ms of CPU per processed frame for each pipeline thread, and "other": the rest of the process."""
+    out = {}
+    for stage in PIPELINE_THREADS:
+        name = f"vcam-{stage}"
+        out[stage] = round(1e3 * (after.get(name, 0.0) - before.get(name, 0.0)) / max(1, frames), 2)
+    out["other"] = round(max(0.0, 1e3 * cpu / max(1, frames) - sum(out.values())), 2)
+    return out
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return round(sum(values) / len(values), 2) if values else None
@@ -132,8 +163,10 @@ def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: 
         p.stats.reset()
         p._capture.read_ms.clear()
         c0, t0, n0, k0 = cpu_seconds(), time.perf_counter(), p.frames_sent, p.frames_processed
+        threads0 = thread_cpu_seconds()
         time.sleep(seconds)
         wall, cpu, processed = time.perf_counter() - t0, cpu_seconds() - c0, p.frames_processed - k0
+        row["thread_cpu_ms"] = _per_thread_ms(threads0, thread_cpu_seconds(), cpu, processed)
         row["fps_30"] = round((p.frames_sent - n0) / wall, 1)
         # CPU per processed frame x 30: a loaded machine that drops frames doesn't look cheaper.
         row["cpu_pct_30fps"] = round(100.0 * cpu / max(1, processed) * 30, 1)
@@ -176,6 +209,12 @@ def format_table(rows: list[dict]) -> str:
                      f"{f(r['rss_mb'], '.0f'):>4}MB {f(r['peak_rss_mb'], '.0f'):>4}MB")
     lines.append("stage columns: mean ms per frame; uncap: uncapped fps; fps: achieved in the 30 fps run; cpu@30: % of one core at 30 fps; "
                  "p50/p95: capture-to-send latency ms; rss: resident memory during the run, peak: process high-water mark")
+    lines += ["", "CPU ms per frame by thread (30 fps run):",
+              f"{'size':>9} {'effect':<11} " + " ".join(f"{t:>10}" for t in (*PIPELINE_THREADS, "other"))]
+    for r in rows:
+        per = r["thread_cpu_ms"]
+        lines.append(f"{r['size']:>9} {r['effect']:<11} "
+                     + " ".join(f"{per[t]:>10.2f}" for t in (*PIPELINE_THREADS, "other")))
     return "\n".join(lines)
 
 
