@@ -11,7 +11,7 @@ import pytest
 from vcam.config import ConfigError, load_settings
 from vcam.engine import Engine
 from vcam.evaluate import eval_portraits, iou
-from vcam.matte import MatteBuilder, guide_size
+from vcam.matte import MatteBuilder, guide_size, smoothstep_lut
 from vcam.segmentation import ModelError, Segmenter
 
 
@@ -228,3 +228,21 @@ def test_guided_filter_is_the_guided_filter(settings, portraits):
     diff = np.abs(half - reference)
     assert diff.mean() < 0.8 and np.percentile(diff, 99) < 8
     assert iou(half >= 0.6 * 255, reference >= 0.6 * 255) > 0.998
+
+
+def test_flat_picture_with_refine_eps_zero_gives_no_blotches(settings):
+    """refine_eps = 0 is allowed; on flat parts of the picture (variance ~0: a plain wall, a dark room)
+    the guided filter must not divide float rounding noise by ~0, which turned the matte into 0/255
+    blotches there. The mask is 160 with 5% specks: the matte must stay near the smoothstep of 160."""
+    rng = np.random.default_rng(3)
+    matte = dataclasses.replace(settings.matte, refine_eps=0.0)
+    expected = int(smoothstep_lut(matte.threshold, matte.edge_width)[160])
+    for base in (30, 115, 203):
+        frame = np.full((360, 640, 3), base, np.uint8)
+        frame[rng.random((360, 640)) < 0.01] += 1  # sensor noise: a level up here and there
+        confidence = np.full((256, 455), 160, np.uint8)
+        specks = rng.random(confidence.shape) < 0.05
+        confidence[specks] = rng.integers(0, 256, specks.sum())
+        alpha = MatteBuilder(matte, video=False).build(confidence, (640, 360), frame)
+        assert expected - 60 < int(alpha.min()) and int(alpha.max()) < expected + 60, \
+            (base, alpha.min(), alpha.max(), expected)

@@ -17,7 +17,8 @@ SUBSAMPLE = 2  # a and b at 1/SUBSAMPLE of the guide's size; 3 costs 0.25 bounda
 
 class GuidedFilter:
     """q = mean(a) * I + mean(b), with a = cov(I, p) / (var(I) + eps) and b = mean(p) - a * mean(I) over
-    boxes of `radius` guide pixels. One per stream; buffers follow the guide size."""
+    boxes of `radius` guide pixels (radius / subsample, rounded, at the reduced size: the radius moves in
+    steps of `subsample` guide pixels). One per stream; buffers follow the guide size."""
 
     def __init__(self, subsample: int = SUBSAMPLE) -> None:
         self.subsample = subsample
@@ -47,7 +48,7 @@ class GuidedFilter:
         its reduction to half the guide's size is used, so the model's mask goes there in one resize."""
         h, w = guide.shape
         self._ensure(w, h)
-        r = max(1, round(radius / self.subsample))
+        r = max(1, int(radius / self.subsample + 0.5))  # at half size: radii 5 and 6 both become 3
         k = (2 * r + 1, 2 * r + 1)
 
         def box(a: np.ndarray, out: np.ndarray) -> None:
@@ -66,6 +67,7 @@ class GuidedFilter:
         cv2.subtract(self._mean_ip, t1, dst=t1)  # cov(I, p)
         cv2.multiply(mean_i, mean_i, dst=t2)
         cv2.subtract(self._mean_ii, t2, dst=t2)  # var(I)
+        cv2.max(t2, 0.0, dst=t2)  # float32 rounding can make a flat patch's variance a hair below 0
         cv2.add(t2, eps, dst=t2)
         cv2.divide(t1, t2, dst=self._a)
         cv2.multiply(self._a, mean_i, dst=t1)
