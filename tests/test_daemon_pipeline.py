@@ -258,3 +258,45 @@ def test_segmentation_reloads_while_paused_leave_no_engine_open(tmp_path, desk_v
         wait_for(lambda: p._engine is second, 3, "the latest engine swapped in")
         k0 = p.frames_processed
         wait_for(lambda: p.frames_processed > k0 + 5, 3, "frames with the new engine")
+
+
+def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, desk_video, caplog):
+    """MediaPipe's close() may raise; swapping in a reloaded engine must go on regardless (the segmenter
+    thread died there once, leaving the placeholder on screen while the watchdog was still fed)."""
+    s = make_settings(tmp_path, desk_video, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        old = p._engine
+        real_close = old.close
+
+        def failing_close():
+            real_close()
+            raise RuntimeError("failed to close (as MediaPipe may raise)")
+
+        old.close = failing_close
+        p.reconfigure(p.settings.replace("segmentation", model="landscape"))
+        wait_for(lambda: p._engine is not old, 3, "the new engine swapped in")
+        k0 = p.frames_processed
+        wait_for(lambda: p.frames_processed > k0 + 10, 3, "frames with the new engine")
+        assert p.dead_threads() == [] and p.status()["dead_threads"] == []
+        assert "closing the previous segmentation engine failed" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
+    """The last guard behind the loops' own error handling: a stage thread that ended is in status(), and
+    the daemon then stops its watchdog pings (daemon.py). Here the compositor's hand-over breaks."""
+    s = make_settings(tmp_path, desk_video, width=320, height=180)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with Pipeline(s, holder) as p:
+        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        assert p.dead_threads() == []
+
+        def broken_take(*args, **kwargs):
+            raise SystemExit  # ends the thread that calls it, quietly
+
+        p._matte_slot.take = broken_take
+        wait_for(lambda: p.dead_threads() == ["vcam-compositor"], 2, "the compositor reported as ended")
+        assert p.status()["dead_threads"] == ["vcam-compositor"]
+    assert p.dead_threads() == []  # a stopped pipeline has no running threads to report

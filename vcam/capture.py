@@ -312,6 +312,11 @@ class CaptureThread:
     def wanted(self) -> bool:
         return self._wanted.is_set()
 
+    @property
+    def alive(self) -> bool:
+        """The thread is running (it also runs while the camera is released on demand)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 0.5) -> bool:
         """Stop reading and release the camera; True if the camera is closed when this returns.
 

@@ -1,7 +1,8 @@
 """`vcam run`: the live daemon. Starts the pipeline and the control paths, talks to systemd, exits cleanly.
 
 systemd (Type=notify): READY=1 once frames can flow, STATUS= every few seconds (fps, effect, camera),
-WATCHDOG=1 only while the output thread is really sending, so a wedged pipeline gets restarted.
+WATCHDOG=1 only while the output thread is really sending and every pipeline thread is alive, so a
+wedged pipeline gets restarted.
 sdnotify is a no-op when NOTIFY_SOCKET is unset (run from a terminal).
 SIGTERM/SIGINT: the main thread only waits on an Event, so the signal is handled at once and
 Pipeline.stop() releases the camera and closes the device within about half a second.
@@ -102,12 +103,17 @@ def run(args: argparse.Namespace) -> int:
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         interval = min(STATUS_INTERVAL_S, watchdog_usec / 2e6) if watchdog_usec else STATUS_INTERVAL_S
         sent_before = -1
+        dead_before: list[str] = []
         while not stop.wait(interval):
             status = pipeline.status()
             message = f"STATUS={status_line(status)}"
-            if status["frames_sent"] != sent_before:  # the output thread is alive and sending
+            dead = status["dead_threads"]
+            if dead and dead != dead_before:
+                log.error("pipeline thread(s) ended: %s; no more watchdog pings, so systemd restarts vcam",
+                          ", ".join(dead))
+            if status["frames_sent"] != sent_before and not dead:  # every stage alive, the output sending
                 message += "\nWATCHDOG=1"
-            sent_before = status["frames_sent"]
+            sent_before, dead_before = status["frames_sent"], dead
             notifier.notify(message)
     finally:
         notifier.notify("STOPPING=1")

@@ -225,7 +225,18 @@ class Pipeline:
             self._start_monitor(s)
 
     def _idle(self) -> bool:
-        return self._monitor is not None and not self._monitor.active
+        monitor = self._monitor  # read once: reconfigure() may set it to None meanwhile
+        return monitor is not None and not monitor.active
+
+    def dead_threads(self) -> list[str]:
+        """Pipeline threads that have ended while the pipeline runs. Their loops catch every error, so
+        this is a last guard: the daemon stops its watchdog pings and systemd restarts vcam."""
+        if not self._started:
+            return []
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if self._capture is not None and not self._capture.alive:
+            dead.append("vcam-capture")
+        return dead
 
     def _camera_wanted(self) -> bool:
         return not self.holder.get().paused and not self._idle()
@@ -245,6 +256,7 @@ class Pipeline:
             "on_demand": "off" if self._monitor is None else ("active" if self._monitor.active else "idle"),
             "paused": state.paused,
             "frames_sent": self.frames_sent,
+            "dead_threads": self.dead_threads(),
             "frames_dropped": self._cam_slot.dropped + self._matte_slot.dropped + self._out_slot.dropped,
             "mirror": state.mirror,
             "sink": self.settings.output.sink,
@@ -343,15 +355,18 @@ class Pipeline:
             state = self.holder.get()  # once per frame; it travels with the frame
             if state.paused:
                 continue
-            if self._pending_engine is not None:
-                with self._engine_lock:
-                    new, self._pending_engine = self._pending_engine, None
-                old, self._engine = self._engine, new
-                old.close()
-            if item.run != last_run:  # the camera (re)opened: a cut, don't smooth across it
-                last_run = item.run
-                self._engine.matte.reset()
             try:
+                if self._pending_engine is not None:
+                    with self._engine_lock:
+                        new, self._pending_engine = self._pending_engine, None
+                    old, self._engine = self._engine, new
+                    try:
+                        old.close()
+                    except Exception:  # the new engine is in place: frames go on
+                        log.exception("closing the previous segmentation engine failed")
+                if item.run != last_run:  # the camera (re)opened: a cut, don't smooth across it
+                    last_run = item.run
+                    self._engine.matte.reset()
                 t0 = time.perf_counter()
                 w, h = self._size
                 if matted is None or matted.resized.shape[:2] != (h, w):
