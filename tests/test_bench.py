@@ -42,3 +42,15 @@ def test_bench_bad_size_is_one_line():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["vcam: error: --sizes: 'big' is not WIDTHxHEIGHT"]
+
+
+def test_per_thread_cpu_counts_a_replaced_thread_from_zero():
+    """A stage thread replaced during the run (a camera reopened) is a new thread: it counts from 0, and
+    the old one's CPU before the run is not subtracted from it (that gave negative figures)."""
+    from vcam.bench import _per_thread_ms
+
+    before = {("vcam-capture", 101): 5.0, ("vcam-segmenter", 102): 1.0}
+    after = {("vcam-capture", 201): 0.3, ("vcam-segmenter", 102): 1.6}
+    per = _per_thread_ms(before, after, cpu=1.2, frames=100)
+    assert per["capture"] == 3.0 and per["segmenter"] == 6.0 and per["compositor"] == 0.0
+    assert per["other"] == 3.0  # 12 ms a frame in all: the rest is the old capture thread and the others

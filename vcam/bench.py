@@ -111,8 +111,8 @@ def current_rss_mb() -> float:
 PIPELINE_THREADS = ("capture", "segmenter", "compositor", "output")  # named vcam-<stage>
 
 
-def thread_cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each live thread of this process, by thread name."""
+def thread_cpu_seconds() -> dict[tuple[str, int], float]:
+    """CPU seconds (user + system) used so far by each live thread of this process, by (name, native id)."""
     tick = os.sysconf("SC_CLK_TCK")
     used = {}
     for t in threading.enumerate():
@@ -121,16 +121,20 @@ def thread_cpu_seconds() -> dict[str, float]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, TypeError):  # the thread ended, or never started
             continue
-        used[t.name] = (int(fields[11]) + int(fields[12])) / tick
+        used[(t.name, t.native_id)] = (int(fields[11]) + int(fields[12])) / tick
     return used
 
 
-def _per_thread_ms(before: dict[str, float], after: dict[str, float], cpu: float, frames: int) -> dict:
-    """ms of CPU per processed frame for each pipeline thread, and "other": the rest of the process."""
-    out = {}
-    for stage in PIPELINE_THREADS:
-        name = f"vcam-{stage}"
-        out[stage] = round(1e3 * (after.get(name, 0.0) - before.get(name, 0.0)) / max(1, frames), 2)
+def _per_thread_ms(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float], cpu: float,
+                   frames: int) -> dict:
+    """ms of CPU per processed frame for each pipeline thread, and "other": the rest of the process.
+    A thread counts from 0 if it started during the run; one that ended during it is in "other"."""
+    out = {stage: 0.0 for stage in PIPELINE_THREADS}
+    for (name, tid), seconds in after.items():
+        stage = name.removeprefix("vcam-")
+        if stage in out:
+            out[stage] += 1e3 * (seconds - before.get((name, tid), 0.0)) / max(1, frames)
+    out = {stage: round(ms, 2) for stage, ms in out.items()}
     out["other"] = round(max(0.0, 1e3 * cpu / max(1, frames) - sum(out.values())), 2)
     return out
 
