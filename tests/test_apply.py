@@ -197,6 +197,37 @@ def test_truncated_png_input_is_one_line(tmp_path, portrait):
     assert_clean_error(vcam("apply", png, tmp_path / "o.png"), "p.png")
 
 
+@pytest.mark.parametrize("w,h,effect,words", [
+    (3, 3, "blur", ["3x3", "too small"]),  # the blur's quarter-size copy had no pixels: a traceback
+    (7680, 16, "replace", ["7680x16", "16:1"]),  # the model's mask would be 122880 px wide: a traceback
+])
+def test_picture_vcam_cannot_process_is_one_line(tmp_path, w, h, effect, words):
+    image = tmp_path / "odd.png"
+    cv2.imwrite(str(image), np.full((h, w, 3), 128, np.uint8))
+    assert_clean_error(vcam("apply", image, tmp_path / "o.png", "--effect", effect), "odd.png", *words)
+    assert not (tmp_path / "o.png").exists()
+    writer = cv2.VideoWriter(str(tmp_path / "odd.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for _ in range(3):
+        writer.write(np.full((h, w, 3), 128, np.uint8))
+    writer.release()
+    if (tmp_path / "odd.mp4").stat().st_size > 0:  # the mp4 writer may refuse a 3x3 video itself
+        assert_clean_error(vcam("apply", tmp_path / "odd.mp4", tmp_path / "o.mp4", "--effect", effect), "odd.mp4")
+        assert not (tmp_path / "o.mp4").exists()
+
+
+def test_edge_sizes_vcam_can_process_are_processed(tmp_path):
+    """The smallest picture (16x16) and the most elongated (16:1) go through every effect."""
+    rng = np.random.default_rng(1)
+    for w, h in ((16, 16), (256, 16), (16, 256)):
+        image = tmp_path / f"p{w}x{h}.png"
+        cv2.imwrite(str(image), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for effect in ("blur", "mask"):
+            out = tmp_path / f"o{w}x{h}{effect}.png"
+            proc = vcam("apply", image, out, "--effect", effect)
+            assert proc.returncode == 0, proc.stderr
+            assert cv2.imread(str(out)).shape[:2] == (h, w)
+
+
 def test_output_same_as_input_is_refused(tmp_path, portrait):
     copy = tmp_path / "me.jpg"
     shutil.copy(portrait[0], copy)

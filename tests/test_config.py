@@ -47,6 +47,8 @@ def test_explicit_config_file(tmp_path):
     ("[effect]\nname = 'sparkles'\n", ["name", "one of"]),
     ("[camera]\nmjpg = 1\n", ["mjpg", "true or false"]),
     ("[effect\nname = 'blur'\n", ["invalid TOML"]),
+    ("[output]\nwidth = 7680\nheight = 16\n", ["[output] width and height", "16:1"]),
+    ("[camera]\nwidth = 16\nheight = 1080\n", ["[camera] width and height", "16:1"]),
 ])
 def test_bad_settings_name_the_key_and_the_file(tmp_path, body, words):
     path = tmp_path / "bad.toml"

@@ -25,7 +25,7 @@ from vcam.backgrounds import (
     load_background,
     parse_color,
 )
-from vcam.config import EFFECTS, MODELS, Settings, load_settings
+from vcam.config import EFFECTS, MODELS, Settings, load_settings, picture_size_problem
 from vcam.engine import Engine, Look, look_from_settings
 from vcam.errors import VcamError
 
@@ -162,8 +162,16 @@ def render_image(engine: Engine, image: np.ndarray, look: Look) -> np.ndarray:
     return engine.process(image, look)
 
 
+def _check_size(source: Path, width: int, height: int) -> None:
+    problem = picture_size_problem(width, height)
+    if problem:
+        raise InputError(f"{source}: {problem}")
+
+
 def _apply_image(engine: Engine, source: Path, target: Path, look: Look) -> None:
-    out = render_image(engine, read_image(source), look)
+    image = read_image(source)
+    _check_size(source, image.shape[1], image.shape[0])
+    out = render_image(engine, image, look)
     with atomic_output(target) as tmp:
         if not cv2.imwrite(str(tmp), out):
             raise InputError(f"{target}: could not write the output image")
@@ -209,6 +217,11 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     h, w = frame.shape[:2]
+    try:
+        _check_size(source, w, h)
+    except InputError:
+        cap.release()
+        raise
     from tqdm import tqdm
 
     try:

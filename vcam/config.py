@@ -28,6 +28,22 @@ class ConfigError(VcamError):
     """A setting is missing, unknown, mistyped or out of range; the message names key and file."""
 
 
+# The pictures vcam can process: the blur works on a quarter-size copy and the matte on a smaller guide,
+# which run out of pixels below 16 px; the model's mask keeps the picture's aspect at 256 px on its short
+# side, and OpenCV's warps stop at 32767 px, so sides beyond 16:1 are refused rather than failing per frame.
+MIN_SIDE = 16
+MAX_ASPECT = 16
+
+
+def picture_size_problem(width: int, height: int) -> str | None:
+    """Why a width x height picture cannot be processed, or None if it can."""
+    if min(width, height) < MIN_SIDE:
+        return f"{width}x{height} is too small (vcam needs at least {MIN_SIDE}x{MIN_SIDE})"
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        return f"{width}x{height} is too elongated (vcam needs sides within {MAX_ASPECT}:1)"
+    return None
+
+
 def _range(lo: float, hi: float) -> dict:
     return {"range": (lo, hi)}
 
@@ -260,4 +276,9 @@ def load_settings(path: Path | str | None = None, *, use_user_config: bool = Tru
     sections = {}
     for name, cls in _section_classes().items():
         sections[name] = _build_section(cls, name, raw.get(name, {}), origin)
+    for name in ("camera", "output"):
+        w, h = sections[name].width, sections[name].height
+        problem = None if name == "output" and 0 in (w, h) else picture_size_problem(w, h)  # 0: the camera's
+        if problem:
+            raise ConfigError(f"{origin}: [{name}] width and height: {problem}")
     return Settings(**sections, source_files=tuple(str(s) for s in sources))
