@@ -42,6 +42,9 @@ def test_bench_bad_size_is_one_line():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["vcam: error: --sizes: 'big' is not WIDTHxHEIGHT"]
+    r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--sizes", "2000x16"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "16:1" in r.stderr
 
 
 def test_per_thread_cpu_counts_a_replaced_thread_from_zero():

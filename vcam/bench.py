@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 
-from vcam.config import EFFECTS, load_settings
+from vcam.config import EFFECTS, MAX_ASPECT, MIN_SIDE, load_settings, picture_size_problem
 from vcam.engine import look_from_settings
 from vcam.errors import VcamError
 from vcam.live import LiveState, LiveStateHolder
@@ -66,8 +66,9 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             w, h = (int(v) for v in part.lower().split("x"))
         except ValueError:
             raise BenchError(f"--sizes: {part!r} is not WIDTHxHEIGHT") from None
-        if not (16 <= w <= 7680 and 16 <= h <= 4320):
-            raise BenchError(f"--sizes: {part!r} is out of range")
+        if not (16 <= w <= 7680 and 16 <= h <= 4320) or picture_size_problem(w, h):
+            raise BenchError(f"--sizes: {part!r} is out of range ({MIN_SIDE}..7680 x {MIN_SIDE}..4320, "
+                             f"sides within {MAX_ASPECT}:1)")
         sizes.append((w - w % 2, h - h % 2))
     return sizes
 
