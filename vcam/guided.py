@@ -30,7 +30,7 @@ class GuidedFilter:
         self._size = (w, h)
         self._low = (max(1, w // self.subsample), max(1, h // self.subsample))
         lw, lh = self._low
-        low = lambda: np.empty((lh, lw), np.float32)  # noqa: E731
+        low = lambda: np.empty((lh, lw), np.float32)
         self._low8 = np.empty((lh, lw), np.uint8)
         self._i, self._p, self._ip, self._ii = low(), low(), low(), low()
         self._mean_i, self._mean_p, self._mean_ip, self._mean_ii = low(), low(), low(), low()
