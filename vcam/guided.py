@@ -13,6 +13,9 @@ import cv2
 import numpy as np
 
 SUBSAMPLE = 2  # a and b at 1/SUBSAMPLE of the guide's size; 3 costs 0.25 boundary-F points (docs/matte.md)
+# The regularisation never goes below one squared grey level: with less, flat patches of the picture
+# (a plain wall, a dark room: variance ~0) divide float rounding noise by ~0, and the output blotches.
+MIN_EPS = 1.0
 
 
 class GuidedFilter:
@@ -44,10 +47,12 @@ class GuidedFilter:
 
     def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float, dst: np.ndarray) -> np.ndarray:
         """Filter `src` (uint8) guided by `guide` (uint8 grey) into `dst` (float32, the guide's size).
-        `eps` is in squared grey levels of the guide. `src` may have another size than the guide: only
-        its reduction to half the guide's size is used, so the model's mask goes there in one resize."""
+        `eps` is in squared grey levels of the guide (MIN_EPS at least). `src` may have another size than
+        the guide: only its reduction to half the guide's size is used, so the model's mask goes there in
+        one resize."""
         h, w = guide.shape
         self._ensure(w, h)
+        eps = max(eps, MIN_EPS)
         r = max(1, int(radius / self.subsample + 0.5))  # at half size: radii 5 and 6 both become 3
         k = (2 * r + 1, 2 * r + 1)
 

@@ -28,8 +28,6 @@ from vcam.reduce import Reducer
 
 # Grey-level changes below this are camera noise, not motion: the temporal weight stays at full there.
 MOTION_NOISE = 3
-# The guided filter's regularisation never goes below this (squared grey levels), even at refine_eps = 0.
-MIN_EPS = 1.0
 # The motion map is dilated by this: a moving edge's neighbours must follow it too, or they trail it.
 _K5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
@@ -169,9 +167,7 @@ class MatteBuilder:
         gw, gh = guide_size(fw, fh, s.refine_size)
         self._ensure_guide(gw, gh)
         reduced.gray((gw, gh), self._gray)
-        # in squared grey levels; at least one: below that, flat patches of the picture (variance ~0) divide
-        # float rounding noise by ~0 and the matte turns to blotches there
-        eps = max((s.refine_eps * 255.0) ** 2, MIN_EPS)
+        eps = (s.refine_eps * 255.0) ** 2  # in squared grey levels (the filter keeps it at 1 or more)
         self._guided.apply(self._gray, confidence, s.refine_radius, eps, dst=self._soft)
         if self.video and s.temporal > 0:
             if not self._have_prev:
