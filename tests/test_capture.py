@@ -168,3 +168,20 @@ def test_each_opening_of_the_camera_stamps_its_frames_with_a_new_run(mjpg_clip, 
         assert after.run > first.run
     finally:
         capture.stop()
+
+
+def test_a_wake_just_before_take_is_not_lost():
+    """stop() wakes each slot; a consumer that checked its stop flag just before and only then starts to
+    wait must return at once, not after its whole timeout (it then counted as a thread that did not stop)."""
+    import time
+
+    from vcam.capture import OneSlot
+
+    slot = OneSlot()
+    slot.wake()  # no one is waiting yet
+    t0 = time.monotonic()
+    assert slot.take(5.0) is None
+    assert time.monotonic() - t0 < 0.5
+    t0 = time.monotonic()
+    assert slot.take(0.3) is None  # the wake was used up: the next take waits as usual
+    assert time.monotonic() - t0 >= 0.25

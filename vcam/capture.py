@@ -61,6 +61,7 @@ class OneSlot:
         self._cond = threading.Condition()
         self._item: Frame | None = None
         self._spare: list[np.ndarray] = []
+        self._woken = False  # a wake() no take() has seen yet (it may come before the consumer waits)
         self.dropped = 0
 
     def put(self, image: np.ndarray, t_capture: float, run: int = 0) -> np.ndarray | None:
@@ -81,8 +82,9 @@ class OneSlot:
         with self._cond:
             if give_back is not None and len(self._spare) < 2:
                 self._spare.append(give_back)
-            if self._item is None:
+            if self._item is None and not self._woken:
                 self._cond.wait(timeout)
+            self._woken = False
             item, self._item = self._item, None
             if item is not None:
                 self._cond.notify_all()  # a producer may wait for the slot to empty
@@ -106,7 +108,10 @@ class OneSlot:
             self._item = None
 
     def wake(self) -> None:
+        """Make the consumer's current or next take() return now (with None if nothing is waiting), so
+        a stop or a state change is seen even if it comes just before the consumer starts to wait."""
         with self._cond:
+            self._woken = True
             self._cond.notify_all()
 
 
