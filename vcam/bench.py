@@ -9,8 +9,8 @@ frames costs. Each (size, effect) runs the real Pipeline twice:
 The null sink converts BGR->I420 (cv2, like libyuv in pyvirtualcam): the "convert" stage.
 The 30 fps run also reports each pipeline thread's CPU time per frame (from /proc/self/task), which says
 where a frame's CPU goes: stage times are wall time, and two stages run at once on two cores.
-RSS is measured while the 30 fps run is going; peak RSS is the process's high-water mark so far (it only
-grows over the run, so later cases inherit earlier ones' peak).
+Each case runs in a fresh process, so its memory figures are its own (RSS while the 30 fps run is going,
+and the process's high-water mark) and no case inherits another's caches or heap.
 """
 from __future__ import annotations
 
@@ -190,6 +190,15 @@ def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: 
     return row
 
 
+def _in_fresh_process(fn, *args):
+    """fn(*args) in a new Python process (spawned: no threads or heap inherited), its result returned."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def _wait_frames(p: Pipeline, n: int, timeout: float) -> None:
     deadline = time.perf_counter() + timeout
     while p.frames_sent < n:
@@ -254,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
         for size, effect in tqdm(cases, desc="bench", unit="case", disable=args.json or not sys.stderr.isatty()):
             if size not in clips:
                 clips[size] = prepare_clip(video, size, args.frames, Path(tmp))
-            rows.append(run_case(base, clips[size], size, effect, backgrounds, args.frames, args.seconds))
+            rows.append(_in_fresh_process(run_case, base, clips[size], size, effect, backgrounds, args.frames,
+                                          args.seconds))
     if args.json:
         print(json.dumps({"cpu_count": _cpus(), "targets": TARGETS, "results": rows}, indent=2))
     else:
