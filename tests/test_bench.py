@@ -34,6 +34,8 @@ def test_bench_json_reports_all_figures(desk_video):
     # The stages really ran for blur and were skipped for none.
     assert blur["ms"]["segment"] > 0 and blur["ms"]["composite"] > 0
     assert blur["thread_cpu_ms"]["segmenter"] > 5 * none["thread_cpu_ms"]["segmenter"]
+    # Each case in its own process: none's memory is its own, not blur's high-water mark inherited.
+    assert none["peak_rss_mb"] < blur["peak_rss_mb"] - 5
     assert none["ms"]["segment"] is None and none["ms"]["composite"] is None  # null: the stage never ran
 
 
