@@ -299,4 +299,7 @@ def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
         p._matte_slot.take = broken_take
         wait_for(lambda: p.dead_threads() == ["vcam-compositor"], 2, "the compositor reported as ended")
         assert p.status()["dead_threads"] == ["vcam-compositor"]
+        from vcam.daemon import status_line
+
+        assert status_line(p.status()).endswith("ended: vcam-compositor")  # systemctl status shows it
     assert p.dead_threads() == []  # a stopped pipeline has no running threads to report

@@ -74,6 +74,8 @@ def status_line(status: dict) -> str:
         bits.append("idle (no app reading)")
     if status["paused"]:
         bits.append("paused")
+    if status.get("dead_threads"):
+        bits.append("ended: " + " ".join(status["dead_threads"]))
     return ", ".join(bits)
 
 
