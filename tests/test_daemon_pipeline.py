@@ -298,8 +298,44 @@ def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
 
         p._matte_slot.take = broken_take
         wait_for(lambda: p.dead_threads() == ["vcam-compositor"], 2, "the compositor reported as ended")
-        assert p.status()["dead_threads"] == ["vcam-compositor"]
+        p._capture.source.read = broken_take  # the capture thread's read breaks the same way
+        wait_for(lambda: p.dead_threads() == ["vcam-compositor", "vcam-capture"], 2, "the capture reported")
+        assert p.status()["dead_threads"] == ["vcam-compositor", "vcam-capture"]
         from vcam.daemon import status_line
 
-        assert status_line(p.status()).endswith("ended: vcam-compositor")  # systemctl status shows it
+        assert status_line(p.status()).endswith("ended: vcam-compositor vcam-capture")  # in systemctl status
     assert p.dead_threads() == []  # a stopped pipeline has no running threads to report
+
+
+def test_restarting_threads_on_purpose_is_not_reported_as_ended(tmp_path, desk_video):
+    """Camera reopens (a [camera] reload), pause and resume stop and start threads on purpose: none of it
+    may look like an ended stage, or the daemon would stop its watchdog pings and systemd kill a healthy vcam."""
+    source, s, holder = copied_camera(tmp_path, desk_video)
+    seen: list[list[str]] = []
+    done = threading.Event()
+
+    with Pipeline(s, holder) as p:
+        def poll():
+            while not done.is_set():
+                dead = p.dead_threads()
+                if dead:
+                    seen.append(dead)
+                time.sleep(0.002)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        wait_for(lambda: p.frames_sent > 5, 10, "frames")
+        other = tmp_path / "other.mp4"
+        shutil.copyfile(desk_video, other)
+        for path in (other, source, other):
+            p.reconfigure(p.settings.replace("camera", source=str(path)))
+            k0 = p.frames_processed
+            wait_for(lambda: p.frames_processed > k0 + 3, 5, "frames from the reopened camera")
+        holder.update(lambda st: st.with_changes(paused=True))
+        wait_for(lambda: p.status()["camera"] == "released", 2, "pause")
+        holder.update(lambda st: st.with_changes(paused=False))
+        k0 = p.frames_processed
+        wait_for(lambda: p.frames_processed > k0 + 3, 5, "frames after the pause")
+        done.set()
+        poller.join()
+    assert seen == []

@@ -318,9 +318,11 @@ class CaptureThread:
         return self._wanted.is_set()
 
     @property
-    def alive(self) -> bool:
-        """The thread is running (it also runs while the camera is released on demand)."""
-        return self._thread is not None and self._thread.is_alive()
+    def died(self) -> bool:
+        """The thread ended without stop() (it keeps running while the camera is released on demand, and
+        a stop() for a reopen is no death)."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._stop.is_set()
 
     def stop(self, timeout: float = 0.5) -> bool:
         """Stop reading and release the camera; True if the camera is closed when this returns.

@@ -234,7 +234,7 @@ class Pipeline:
         if not self._started:
             return []
         dead = [t.name for t in self._threads if not t.is_alive()]
-        if self._capture is not None and not self._capture.alive:
+        if self._capture is not None and self._capture.died:
             dead.append("vcam-capture")
         return dead
 
