@@ -303,8 +303,9 @@ class CaptureThread:
                 raise CameraError(f"camera {self.source.label}: the previous read has not returned")
         self.set_wanted(wanted)
         self._stop = stop = threading.Event()  # each thread its own: a late old thread never runs on
-        self._thread = threading.Thread(target=self._run, args=(stop,), name="vcam-capture", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, args=(stop,), name="vcam-capture", daemon=True)
+        thread.start()
+        self._thread = thread  # only once running: a not-yet-started thread would look ended (died)
 
     def set_wanted(self, wanted: bool) -> None:
         """True: keep the camera open and read; False: release it."""
