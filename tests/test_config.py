@@ -49,6 +49,7 @@ def test_explicit_config_file(tmp_path):
     ("[effect\nname = 'blur'\n", ["invalid TOML"]),
     ("[output]\nwidth = 7680\nheight = 16\n", ["[output] width and height", "16:1"]),
     ("[camera]\nwidth = 16\nheight = 1080\n", ["[camera] width and height", "16:1"]),
+    ("[output]\nwidth = 0\nheight = 8\n", ["[output] width and height", "at least 16"]),
 ])
 def test_bad_settings_name_the_key_and_the_file(tmp_path, body, words):
     path = tmp_path / "bad.toml"

@@ -339,3 +339,20 @@ def test_restarting_threads_on_purpose_is_not_reported_as_ended(tmp_path, desk_v
         done.set()
         poller.join()
     assert seen == []
+
+
+def test_an_output_size_vcam_cannot_process_is_refused_with_the_camera_size(tmp_path, desk_video):
+    """[output] height alone set (width 0 = the camera's 960): 960x20 is beyond 16:1. It failed on every frame,
+    with only the placeholder sent; now start() and a reload refuse it in one line, and a reload keeps the old."""
+    s = make_settings(tmp_path, desk_video, width=0, height=20)
+    holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
+    with pytest.raises(VcamError, match=r"\[output\] width and height: 960x20 .*16:1.*960x540"):
+        Pipeline(s, holder).start()
+    good = make_settings(tmp_path, desk_video, width=320, height=180)
+    with Pipeline(good, holder) as p:
+        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        with pytest.raises(VcamError, match=r"960x20"):
+            p.reconfigure(good.replace("output", width=0, height=20))
+        assert p.status()["size"] == [320, 180]
+        k0 = p.frames_processed
+        wait_for(lambda: p.frames_processed > k0 + 3, 3, "frames at the old size")

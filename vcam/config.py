@@ -278,7 +278,10 @@ def load_settings(path: Path | str | None = None, *, use_user_config: bool = Tru
         sections[name] = _build_section(cls, name, raw.get(name, {}), origin)
     for name in ("camera", "output"):
         w, h = sections[name].width, sections[name].height
-        problem = None if name == "output" and 0 in (w, h) else picture_size_problem(w, h)  # 0: the camera's
+        if name == "output" and 0 in (w, h):  # 0: the camera's (the whole size is checked by output_size())
+            problem = f"{w}x{h}: a side that is set must be at least {MIN_SIDE}" if 0 < max(w, h) < MIN_SIDE else None
+        else:
+            problem = picture_size_problem(w, h)
         if problem:
             raise ConfigError(f"{origin}: [{name}] width and height: {problem}")
     return Settings(**sections, source_files=tuple(str(s) for s in sources))

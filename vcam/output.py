@@ -17,7 +17,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from vcam.config import OutputSettings
+from vcam.config import OutputSettings, picture_size_problem
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,16 @@ def register_sink(name: str, cls: Callable[..., Sink]) -> None:
 
 
 def output_size(settings: OutputSettings, camera_size: tuple[int, int]) -> tuple[int, int]:
-    """[output] width/height (0 = the camera's), rounded down to even numbers (I420 needs even sizes)."""
+    """[output] width/height (0 = the camera's), rounded down to even numbers (I420 needs even sizes).
+    OutputError if the result is a size vcam cannot process (one side taken from the camera can make it)."""
     w = settings.width or camera_size[0]
     h = settings.height or camera_size[1]
-    return max(2, w - w % 2), max(2, h - h % 2)
+    size = max(2, w - w % 2), max(2, h - h % 2)
+    problem = picture_size_problem(*size)
+    if problem:
+        raise OutputError(f"[output] width and height: {problem} (0 takes the camera's: "
+                          f"{camera_size[0]}x{camera_size[1]})")
+    return size
 
 
 def open_sink(settings: OutputSettings, size: tuple[int, int], fps: float | None = None, **kw) -> Sink:

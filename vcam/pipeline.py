@@ -147,8 +147,8 @@ class Pipeline:
         # Our threads already keep both cores busy; OpenCV's own worker threads on top only add
         # synchronisation: measured 61% -> 54% of a core for 720p blur at 30 fps with one thread each.
         cv2.setNumThreads(1)
+        self._size = output_size(s.output, self._camera_size_hint(s))  # may refuse the size: before the model
         self._engine = Engine(s, video=True)
-        self._size = output_size(s.output, self._camera_size_hint(s))
         try:
             self._sink = open_sink(s.output, self._size, **self._sink_options)
         except BaseException:
