@@ -206,12 +206,16 @@ def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: 
     return row
 
 
-def _in_fresh_process(fn, *args):
-    """fn(*args) in a new Python process (spawned: no threads or heap inherited), its result returned."""
+def _in_fresh_process(verbosity: int, fn, *args):
+    """fn(*args) in a new Python process (spawned: no threads or heap inherited), its result returned;
+    it logs like this one (`-v`)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from vcam.cli import setup_logging
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=setup_logging, initargs=(verbosity,)) as pool:
         return pool.submit(fn, *args).result()
 
 
@@ -279,8 +283,8 @@ def run(args: argparse.Namespace) -> int:
         for size, effect in tqdm(cases, desc="bench", unit="case", disable=args.json or not sys.stderr.isatty()):
             if size not in clips:
                 clips[size] = prepare_clip(video, size, args.frames, Path(tmp))
-            rows.append(_in_fresh_process(run_case, base, clips[size], size, effect, backgrounds, args.frames,
-                                          args.seconds))
+            rows.append(_in_fresh_process(args.verbose, run_case, base, clips[size], size, effect, backgrounds,
+                                          args.frames, args.seconds))
     if args.json:
         print(json.dumps({"cpu_count": _cpus(), "targets": TARGETS, "results": rows}, indent=2))
     else:
