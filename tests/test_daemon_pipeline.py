@@ -330,7 +330,7 @@ def test_restarting_threads_on_purpose_is_not_reported_as_ended(tmp_path, desk_v
         for path in (other, source, other):
             p.reconfigure(p.settings.replace("camera", source=str(path)))
             k0 = p.frames_processed
-            wait_for(lambda: p.frames_processed > k0 + 3, 5, "frames from the reopened camera")
+            wait_for(lambda k0=k0: p.frames_processed > k0 + 3, 5, "frames from the reopened camera")
         holder.update(lambda st: st.with_changes(paused=True))
         wait_for(lambda: p.status()["camera"] == "released", 2, "pause")
         holder.update(lambda st: st.with_changes(paused=False))
