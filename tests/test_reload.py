@@ -70,7 +70,10 @@ def test_saved_config_is_applied_live_and_an_invalid_one_is_kept_out(rig, caplog
         assert not reply["ok"] and "invalid TOML" in reply["error"] and "kept" in reply["error"]
         assert rig.pipeline.frames_sent > frames_before  # the stream never stopped
     finally:
+        t0 = time.perf_counter()
         watcher.stop()
+        # The watcher wakes at once (it waited up to half a second; SIGTERM must exit within 1 s in all)
+        assert time.perf_counter() - t0 < 0.1 and not watcher._thread.is_alive()
 
 
 def test_ctl_reload_and_sighup_apply_changed_sections_only(rig, tmp_path):

@@ -7,6 +7,8 @@ or output changes go to `pipeline.reconfigure`, which reopens only that stage.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import signal
 import threading
 from pathlib import Path
@@ -117,6 +119,8 @@ class ConfigWatcher:
         self.path = path.expanduser().absolute()
         self._stop = threading.Event()
         self._inotify = INotify()
+        # stop() writes here: the thread waits on both, so it wakes at once (no polling while idle)
+        self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._wd: int | None = None
         self.watched: Path | None = None  # the folder watched now: the config's, or a parent still waiting
@@ -155,11 +159,20 @@ class ConfigWatcher:
             self._thread.start()
         return self
 
+    def _read(self, timeout_ms: int | None) -> list:
+        """inotify events within `timeout_ms` (None: until some come), or [] when stop() wakes us."""
+        poller = select.poll()
+        poller.register(self._inotify.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        if not poller.poll(timeout_ms) or self._stop.is_set():
+            return []
+        return self._inotify.read(timeout=0)
+
     def _run(self) -> None:
         name = self.path.name
         while not self._stop.is_set():
             try:
-                events = self._inotify.read(timeout=500)
+                events = self._read(None)
             except OSError:
                 break  # closed by stop()
             if not events:
@@ -181,7 +194,7 @@ class ConfigWatcher:
             elif not any(e.name == name for e in events):
                 continue
             # Let a burst of writes (save = truncate + write + rename) settle, then reload once.
-            while self._inotify.read(timeout=self.DEBOUNCE_MS) and not self._stop.is_set():
+            while self._read(self.DEBOUNCE_MS) and not self._stop.is_set():
                 pass
             if not self._stop.is_set() and self.path.exists():
                 log.info("config file %s changed: reloading", self.path)
@@ -189,9 +202,14 @@ class ConfigWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass  # stopped before
         if self._thread is not None:
             self._thread.join(timeout=2)
-        try:
-            self._inotify.close()
-        except OSError:
-            pass
+        for close in (self._inotify.close, lambda: os.close(self._wake_r), lambda: os.close(self._wake_w)):
+            try:
+                close()
+            except OSError:
+                pass
