@@ -201,11 +201,10 @@ class ConfigWatcher:
                 reload_logged(self.ctl)
 
     def stop(self) -> None:
+        if self._stop.is_set():  # stopped before: its fds are closed (and their numbers may be reused)
+            return
         self._stop.set()
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass  # stopped before
+        os.write(self._wake_w, b"\0")
         if self._thread is not None:
             self._thread.join(timeout=2)
         for close in (self._inotify.close, lambda: os.close(self._wake_r), lambda: os.close(self._wake_w)):
