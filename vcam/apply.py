@@ -217,14 +217,10 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     h, w = frame.shape[:2]
-    try:
-        _check_size(source, w, h)
-    except InputError:
-        cap.release()
-        raise
     from tqdm import tqdm
 
     try:
+        _check_size(source, w, h)  # inside the try: the capture is released either way
         with atomic_output(target) as tmp, Engine(settings, video=True) as engine:
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, (w, h))
             if not writer.isOpened():

@@ -67,7 +67,7 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         except ValueError:
             raise BenchError(f"--sizes: {part!r} is not WIDTHxHEIGHT") from None
         w, h = w - w % 2, h - h % 2  # I420 needs even sizes
-        if not (16 <= w <= 7680 and 16 <= h <= 4320) or picture_size_problem(w, h):
+        if w > 7680 or h > 4320 or picture_size_problem(w, h):  # the latter: at least MIN_SIDE, MAX_ASPECT
             raise BenchError(f"--sizes: {part!r} is out of range ({MIN_SIDE}..7680 x {MIN_SIDE}..4320, "
                              f"sides within {MAX_ASPECT}:1)")
         sizes.append((w, h))
@@ -130,9 +130,7 @@ def thread_cpu_seconds() -> dict[tuple[str, int], float]:
             try:
                 with open(f"{task}/schedstat") as f:
                     seconds = int(f.read().split()[0]) / 1e9
-            except OSError:
-                if not os.path.isdir(task):
-                    raise
+            except OSError:  # no schedstat in this kernel (or the thread ended: then stat fails too)
                 with open(f"{task}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 seconds = (int(fields[11]) + int(fields[12])) / tick
