@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam import output
+from vcam import i420, output
 from vcam.actions import Controller
 from vcam.config import load_settings
 from vcam.control import ControlServer, request
@@ -33,7 +33,7 @@ SHELF = (slice(130, 220), slice(150, 215))  # bottles: texture for the blur stre
 
 
 class RecordingSink(output.NullSink):
-    """The null sink, keeping copies of the last frames it was sent and when."""
+    """The null sink, keeping the last frames it was sent (I420, kept as BGR pictures) and when."""
 
     instances: list["RecordingSink"] = []
 
@@ -46,7 +46,7 @@ class RecordingSink(output.NullSink):
     def send(self, frame: np.ndarray) -> None:
         super().send(frame)
         with self.lock:
-            self.frames.append((time.perf_counter(), frame.copy()))
+            self.frames.append((time.perf_counter(), i420.to_bgr(frame)))
 
 
 class Rig:
@@ -56,6 +56,7 @@ class Rig:
         cap.release()
         assert ok, desk_video
         self.still = cv2.resize(frame, SIZE, interpolation=cv2.INTER_AREA)
+        self.still_sent = as_sent(self.still)  # the still as the sink sees it untouched
         still_path = tmp / "desk_still.png"
         cv2.imwrite(str(still_path), self.still)
         self.socket = tmp / "vcam.sock"
@@ -169,13 +170,28 @@ def toml(sections: dict) -> str:
 
 
 def background_region(path: Path, region=TOP_LEFT) -> np.ndarray:
-    """What `replace` with this image shows in a background region: the image cover-scaled to the frame."""
+    """What `replace` with this image shows in a background region: the image cover-scaled to the frame,
+    as sent."""
     from vcam.backgrounds import load_background
     bg = load_background(str(path))
     try:
-        return bg.frame(SIZE)[region].copy()
+        return as_sent(bg.frame(SIZE))[region]
     finally:
         bg.close()
+
+
+def as_sent(bgr: np.ndarray) -> np.ndarray:
+    """A BGR picture as it looks after the trip every frame makes to the virtual camera (I420: chroma at
+    half resolution, limited range), which is what RecordingSink keeps."""
+    return i420.to_bgr(i420.from_bgr(bgr))
+
+
+def sent_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A solid colour as it arrives after the trip to the virtual camera (green (0, 255, 0) -> (1, 255, 0))."""
+    return tuple(int(c) for c in as_sent(np.full((2, 2, 3), bgr, np.uint8))[0, 0])
+
+
+KEY_SENT = sent_color((0, 255, 0))
 
 
 def close_to(a: np.ndarray, b: np.ndarray, tol: float = 3.0) -> bool:
@@ -188,11 +204,14 @@ def blueness(frame: np.ndarray) -> float:
 
 
 def sharpness(frame: np.ndarray) -> float:
+    """Detail in the shelf region: the Laplacian's variance, at half size so that the rounding of an I420
+    frame's half-resolution chroma on its way back to BGR (a floor of about 2 here) does not count."""
     gray = cv2.cvtColor(np.ascontiguousarray(frame[SHELF]), cv2.COLOR_BGR2GRAY)
+    gray = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def key_pixels(frame: np.ndarray, key=(0, 255, 0)) -> int:
+def key_pixels(frame: np.ndarray, key=KEY_SENT) -> int:
     return int(np.all(frame == np.array(key, np.uint8), axis=2).sum())
 
 

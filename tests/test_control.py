@@ -11,7 +11,19 @@ import time
 
 import cv2
 import pytest
-from control_rig import SIZE, TOP_LEFT, background_region, blueness, close_to, key_pixels, rig, sharpness  # noqa: F401
+from control_rig import (  # noqa: F401
+    KEY_SENT,
+    SIZE,
+    TOP_LEFT,
+    as_sent,
+    background_region,
+    blueness,
+    close_to,
+    key_pixels,
+    rig,
+    sent_color,
+    sharpness,
+)
 
 from vcam.actions import ACTIONS
 from vcam.cli import main
@@ -41,10 +53,10 @@ def _raw(rig, data: bytes, read_timeout: float = 5.0) -> dict:
 
 def test_effect_actions_change_the_next_frames(rig):
     assert rig.ok("effect", "none")["effect"] == "none"
-    rig.shows(lambda f: close_to(f, rig.still, tol=0.5))  # the camera picture, untouched
+    rig.shows(lambda f: close_to(f, rig.still_sent, tol=0.5))  # the camera picture, untouched
 
     rig.ok("effect", "transparent")
-    rig.shows(lambda f: (f[TOP_LEFT] == (0, 255, 0)).all())  # the key colour behind the person
+    rig.shows(lambda f: (f[TOP_LEFT] == KEY_SENT).all())  # the key colour behind the person
 
     rig.ok("effect", "desaturate")
     assert blueness(rig.still) > 40
@@ -83,12 +95,12 @@ def test_background_actions_show_the_library_entry(rig):
 
     result = rig.ok("background", "#ff0000")  # a colour
     assert result["background"] == "#ff0000"
-    rig.shows(lambda f: (f[TOP_LEFT] == (0, 0, 255)).all())
+    rig.shows(lambda f: (f[TOP_LEFT] == sent_color((0, 0, 255))).all())
 
     for bad in ("9", "0", "/nonexistent/bg.jpg"):
         reply = rig.ctl("background", bad)
         assert not reply["ok"] and bad.lstrip("/").split("/")[0] in reply["error"]
-    assert (rig.frame_after(time.perf_counter())[TOP_LEFT] == (0, 0, 255)).all()  # refused: nothing changed
+    assert (rig.frame_after(time.perf_counter())[TOP_LEFT] == sent_color((0, 0, 255))).all()  # refused: nothing changed
 
 
 def test_blur_edge_mirror_and_pause_actions(rig):
@@ -105,7 +117,7 @@ def test_blur_edge_mirror_and_pause_actions(rig):
     assert rig.holder.get().look.blur == 1  # clamped to the config's range
 
     rig.ok("effect", "transparent")
-    keyed = key_pixels(rig.shows(lambda f: (f[TOP_LEFT] == (0, 255, 0)).all()))
+    keyed = key_pixels(rig.shows(lambda f: (f[TOP_LEFT] == KEY_SENT).all()))
     width = rig.ok("edge-softer")["edge_width"]
     assert width == pytest.approx(rig.settings.matte.edge_width + 0.1)
     rig.shows(lambda f: key_pixels(f) < keyed)  # a wider soft edge: fewer pixels fully background
@@ -115,7 +127,7 @@ def test_blur_edge_mirror_and_pause_actions(rig):
 
     rig.ok("effect", "none")
     assert rig.ok("mirror", "on")["mirror"] is True
-    rig.shows(lambda f: close_to(f, cv2.flip(rig.still, 1), tol=0.5))
+    rig.shows(lambda f: close_to(f, cv2.flip(rig.still_sent, 1), tol=0.5))
     assert rig.ok("toggle-mirror")["mirror"] is False
     assert rig.ok("mirror")["mirror"] is True
     assert rig.ok("mirror", "off")["mirror"] is False
@@ -123,10 +135,10 @@ def test_blur_edge_mirror_and_pause_actions(rig):
 
     result = rig.ok("pause")
     assert result["paused"] is True
-    rig.shows(lambda f: close_to(f, placeholder("paused", SIZE), tol=0.5))
+    rig.shows(lambda f: close_to(f, as_sent(placeholder("paused", SIZE)), tol=0.5))
     assert rig.ok("status")["camera"] == "released"
     assert rig.ok("toggle-pause")["paused"] is False
-    rig.shows(lambda f: close_to(f, rig.still, tol=0.5))
+    rig.shows(lambda f: close_to(f, rig.still_sent, tol=0.5))
     rig.ok("toggle-pause")
     assert rig.ok("resume")["paused"] is False
 

@@ -49,7 +49,18 @@ def test_doctor_reports_each_problem_with_its_fix(config, tmp_path, desk_video):
     assert model.startswith("ok")
     (display,) = lines_about(out, "display")
     assert display.startswith("FIX") and "hotkeys" in display
+    (jpeg,) = lines_about(out, "libturbojpeg")
+    if os.environ.get("CI") == "true":  # CI installs it: the fast MJPG path must be the one tested
+        assert jpeg.startswith("ok")
     assert "Traceback" not in r.stderr
+
+
+def test_doctor_says_how_to_get_libturbojpeg_when_it_is_missing(monkeypatch):
+    from vcam import sysetup, turbojpeg
+
+    monkeypatch.setattr(turbojpeg, "library", lambda: None)
+    line = sysetup.check_jpeg().line()
+    assert line.startswith("FIX  libturbojpeg not found") and "libturbojpeg0 (Debian/Ubuntu)" in line
 
 
 def test_doctor_camera_missing_and_x_display_present(tmp_path):

@@ -12,7 +12,18 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import require_tool
-from control_rig import SIZE, TOP_LEFT, background_region, blueness, close_to, key_pixels, rig, sharpness  # noqa: F401
+from control_rig import (  # noqa: F401
+    KEY_SENT,
+    SIZE,
+    TOP_LEFT,
+    as_sent,
+    background_region,
+    blueness,
+    close_to,
+    key_pixels,
+    rig,
+    sharpness,
+)
 
 import vcam.hotkeys as hotkeys_module
 from vcam.cli import main
@@ -149,7 +160,7 @@ def test_each_default_hotkey_changes_the_next_frames(live):
           lambda f: close_to(f[TOP_LEFT], background_region(porch)))
     press("ctrl+alt+w", lambda s: s.look.effect == "blur",  # previous effect
           lambda f: sharpness(f) < 0.5 * sharpness(rig.still))
-    press("ctrl+alt+w", lambda s: s.look.effect == "none", lambda f: close_to(f, rig.still, tol=0.5))
+    press("ctrl+alt+w", lambda s: s.look.effect == "none", lambda f: close_to(f, rig.still_sent, tol=0.5))
 
     press("ctrl+alt+b", lambda s: s.look.background is not None and "Aqua" in s.look.background.label,
           lambda f: close_to(f[TOP_LEFT], background_region(aqua)))  # next background (and its effect)
@@ -157,14 +168,14 @@ def test_each_default_hotkey_changes_the_next_frames(live):
           lambda f: close_to(f[TOP_LEFT], background_region(porch)))
 
     rig.ok("effect", "none")
-    frame = press("ctrl+alt+m", lambda s: s.mirror, lambda f: close_to(f, cv2.flip(rig.still, 1), tol=0.5))
+    frame = press("ctrl+alt+m", lambda s: s.mirror, lambda f: close_to(f, cv2.flip(rig.still_sent, 1), tol=0.5))
     assert blueness(frame) < blueness(rig.still) - 40  # the blue boxes moved to the other side
-    press("ctrl+alt+m", lambda s: not s.mirror, lambda f: close_to(f, rig.still, tol=0.5))
+    press("ctrl+alt+m", lambda s: not s.mirror, lambda f: close_to(f, rig.still_sent, tol=0.5))
 
     press("ctrl+alt+p", lambda s: s.paused,  # privacy pause: the placeholder, camera released
-          lambda f: close_to(f, placeholder("paused", SIZE), tol=0.5))
+          lambda f: close_to(f, as_sent(placeholder("paused", SIZE)), tol=0.5))
     assert rig.ok("status")["camera"] == "released"
-    press("ctrl+alt+p", lambda s: not s.paused, lambda f: close_to(f, rig.still, tol=0.5))
+    press("ctrl+alt+p", lambda s: not s.paused, lambda f: close_to(f, rig.still_sent, tol=0.5))
 
     rig.ok("effect", "blur")
     blur = rig.holder.get().look.blur
@@ -176,7 +187,7 @@ def test_each_default_hotkey_changes_the_next_frames(live):
 
     rig.ok("effect", "transparent")
     width = (rig.holder.get().look.matte or rig.settings.matte).edge_width
-    keyed = key_pixels(rig.shows(lambda f: (f[TOP_LEFT] == (0, 255, 0)).all()))
+    keyed = key_pixels(rig.shows(lambda f: (f[TOP_LEFT] == KEY_SENT).all()))
     press("ctrl+alt+s", lambda s: s.look.matte.edge_width > width,  # edge softer
           lambda f: key_pixels(f) < keyed)
     press("ctrl+alt+h", lambda s: s.look.matte.edge_width == pytest.approx(width),  # edge harder

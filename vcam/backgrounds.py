@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcam import i420
 from vcam.errors import VcamError
 from vcam.native import native_stderr_to_log
 
@@ -104,6 +105,19 @@ class Background:
 
     def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def frame_i420(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
+        """frame() as I420 (vcam/i420.py) for the live pipeline, converted only when the picture changed."""
+        bgr = self.frame(size, t)
+        key = (size, self._picture_key())
+        if getattr(self, "_i420_key", None) != key:
+            self._i420 = i420.from_bgr(bgr, getattr(self, "_i420", None))
+            self._i420_key = key
+        return self._i420
+
+    def _picture_key(self) -> object:
+        """What identifies the picture frame() returns, for a given size (a still picture: nothing)."""
+        return None
 
     def close(self) -> None:
         pass
@@ -202,6 +216,9 @@ class VideoBackground(Background):
             cover_resize(self._raw, size, dst=self._buf)
             self._scaled = (size, self._shown)
         return self._buf
+
+    def _picture_key(self) -> object:
+        return self._shown
 
     def close(self) -> None:
         self._cap.release()

@@ -6,7 +6,8 @@ frames costs. Each (size, effect) runs the real Pipeline twice:
   * uncapped: frames read as fast as they decode, every new frame sent -> the pipeline's max fps;
   * 30 fps: the clip paced at 30 fps like a camera -> CPU% of one core (process CPU time, all threads,
     MediaPipe's included, per processed frame x 30), capture-to-send latency p50/p95, per-stage ms.
-The null sink converts BGR->I420 (cv2, like libyuv in pyvirtualcam): the "convert" stage.
+Frames are I420 from decoding to sending (vcam/i420.py), so there is no output conversion: the "send"
+stage is the null sink's hand-over alone (the virtual camera writes the same frames as they are).
 The 30 fps run also reports each pipeline thread's CPU time per frame (from /proc/self/task), which says
 where a frame's CPU goes: stage times are wall time, and two stages run at once on two cores.
 Each case runs in a fresh process, so its memory figures are its own (RSS while the 30 fps run is going,
@@ -170,14 +171,14 @@ def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: 
     row: dict = {"size": f"{w}x{h}", "effect": effect}
 
     # Uncapped: how fast can the pipeline go?
-    with Pipeline(s, holder, pace_source=False, uncapped=True, sink_options={"convert": True}) as p:
+    with Pipeline(s, holder, pace_source=False, uncapped=True, ) as p:
         _wait_frames(p, 10, 30)
         n0, t0 = p.frames_sent, time.perf_counter()
         _wait_frames(p, n0 + frames, 120)
         row["uncapped_fps"] = round((p.frames_sent - n0) / (time.perf_counter() - t0), 1)
 
     # Paced like a 30 fps camera: CPU, latency, stages.
-    with Pipeline(s, holder, sink_options={"convert": True}) as p:
+    with Pipeline(s, holder, ) as p:
         _wait_frames(p, 15, 30)
         p.stats.reset()
         p._capture.read_ms.clear()
@@ -194,7 +195,7 @@ def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: 
         ms = p.stats.ms
         row["ms"] = {"read": _mean(p._capture.read_ms), "resize": _mean(ms["resize"]),
                      "segment": _mean(ms["segment"]), "matte": _mean(ms["matte"]),
-                     "composite": _mean(ms["composite"]), "convert": _mean(ms["send"])}
+                     "composite": _mean(ms["composite"]), "send": _mean(ms["send"])}
         row["dropped"] = st["frames_dropped"]
         row["rss_mb"] = round(current_rss_mb(), 1)
     row["peak_rss_mb"] = round(max(peak_rss_mb(), row["rss_mb"]), 1)  # the kernel's mark lags a little
@@ -226,7 +227,7 @@ def _wait_frames(p: Pipeline, n: int, timeout: float) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'size':>9} {'effect':<11} {'read':>5} {'segm':>5} {'matte':>5} {'comp':>5} {'conv':>5} "
+    head = (f"{'size':>9} {'effect':<11} {'read':>5} {'segm':>5} {'matte':>5} {'comp':>5} {'send':>5} "
             f"{'uncap':>6} {'fps':>4} {'cpu@30':>6} {'p50':>5} {'p95':>5} {'rss':>6} {'peak':>6}")
     lines = [head, "-" * len(head)]
 
@@ -236,7 +237,7 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         m = r["ms"]
         lines.append(f"{r['size']:>9} {r['effect']:<11} {f(m['read']):>5} {f(m['segment']):>5} {f(m['matte']):>5} "
-                     f"{f(m['composite']):>5} {f(m['convert']):>5} {f(r['uncapped_fps'], '.0f'):>6} {f(r['fps_30'], '.0f'):>4} "
+                     f"{f(m['composite']):>5} {f(m['send']):>5} {f(r['uncapped_fps'], '.0f'):>6} {f(r['fps_30'], '.0f'):>4} "
                      f"{f(r['cpu_pct_30fps'], '.0f'):>5}% {f(r['latency_ms_p50']):>5} {f(r['latency_ms_p95']):>5} "
                      f"{f(r['rss_mb'], '.0f'):>4}MB {f(r['peak_rss_mb'], '.0f'):>4}MB")
     lines.append("stage columns: mean ms per frame; uncap: uncapped fps; fps: achieved in the 30 fps run; cpu@30: % of one core at 30 fps; "

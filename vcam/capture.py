@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam import mjpg
+from vcam import i420, mjpg
 from vcam.backgrounds import is_image_path
 from vcam.config import CameraSettings
 from vcam.errors import VcamError
@@ -121,11 +121,18 @@ def parse_device(source: str) -> str | int:
 
 
 class CameraSource:
-    """One camera or file; open()/read()/close(). Files loop and are paced at their native fps."""
+    """One camera or file; open()/read()/close(). Files loop and are paced at their native fps.
 
-    def __init__(self, settings: CameraSettings, *, pace: bool = True) -> None:
+    `as_i420`: read() gives full-range I420 frames (vcam/i420.py: what the live pipeline works in; odd
+    sides cut by a pixel) instead of BGR; MJPG is then decoded straight to planes when libturbojpeg is
+    there.
+    """
+
+    def __init__(self, settings: CameraSettings, *, pace: bool = True, as_i420: bool = False) -> None:
         self.settings = settings
         self.pace = pace
+        self.as_i420 = as_i420
+        self._bgr: np.ndarray | None = None  # a BGR frame on its way to I420
         dev = parse_device(settings.source)
         self.device = dev
         path = Path(os.path.expanduser(settings.source)) if isinstance(dev, str) else None
@@ -154,7 +161,7 @@ class CameraSource:
             image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
             if image is None:
                 raise CameraError(f"{self.path}: cannot read camera source image")
-            self._image = image
+            self._image = i420.from_bgr(image, full_range=True) if self.as_i420 else image
             self.size = (image.shape[1], image.shape[0])
         elif self.is_file:
             if not self.path.is_file():
@@ -246,9 +253,13 @@ class CameraSource:
         if self._cap is None:
             raise CameraError(f"camera {self.label}: not open")
         if not self.raw_jpeg:
-            return self._grab(buffer)
+            if not self.as_i420:
+                return self._grab(buffer)
+            self._bgr = self._grab(self._bgr)
+            return i420.from_bgr(self._bgr, buffer, full_range=True)
+        decode = self._decoder.decode_i420 if self.as_i420 else self._decoder.decode
         for _ in range(MAX_BAD_FRAMES):
-            frame = self._decoder.decode(self._grab(), buffer)
+            frame = decode(self._grab(), buffer)
             if frame is not None:
                 return frame
         raise CameraError(f"camera {self.label}: {MAX_BAD_FRAMES} MJPG frames in a row cannot be decoded")

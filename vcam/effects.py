@@ -47,6 +47,8 @@ def lut_bounds(lut: np.ndarray | None) -> tuple[int, int]:
 class Compositor:
     """Per-stream compositor; its buffers follow the frame size."""
 
+    strip_rows, min_strips = STRIP_ROWS, MIN_STRIPS  # person_spans()'s strips
+
     def __init__(self) -> None:
         self._size: tuple[int, int] | None = None
         # Solid backgrounds fill their buffer once per size, not every frame (3.7 ms at 720p).
@@ -77,10 +79,14 @@ class Compositor:
         frame already reduced by blur_factor() (a box average), when the caller has it."""
         h, w = frame.shape[:2]
         factor = blur_factor(strength, h)
-        shape = (h // factor, w // factor, 3)
-        if small is None or small.shape != shape:
+        if small is None or small.shape != (h // factor, w // factor, 3):
             self._reducer.set(frame)
             small = self._reducer.by(factor)
+        return cv2.resize(self._blur_small(small, strength, factor), (w, h), dst=dst, interpolation=cv2.INTER_LINEAR)
+
+    def _blur_small(self, small: np.ndarray, strength: int, factor: int) -> np.ndarray:
+        """`small` (the frame reduced by `factor`, any 3 channels) blurred, into a buffer of ours."""
+        shape = small.shape
         if self._small_blur.shape != shape:
             self._small_blur = np.empty(shape, np.uint8)
             self._box = np.empty(shape, np.uint8)
@@ -90,8 +96,8 @@ class Compositor:
         k = max(1, round(strength / factor)) + 1
         back = k // 2 if k % 2 else k // 2 - 1
         cv2.blur(small, (k, k), dst=self._box, borderType=cv2.BORDER_REPLICATE)
-        cv2.blur(self._box, (k, k), dst=self._small_blur, anchor=(back, back), borderType=cv2.BORDER_REPLICATE)
-        return cv2.resize(self._small_blur, (w, h), dst=dst, interpolation=cv2.INTER_LINEAR)
+        return cv2.blur(self._box, (k, k), dst=self._small_blur, anchor=(back, back),
+                        borderType=cv2.BORDER_REPLICATE)
 
     def desaturated(self, frame: np.ndarray, dst: np.ndarray) -> np.ndarray:
         cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._gray)
@@ -110,7 +116,8 @@ class Compositor:
         """
         lo, hi = lut_bounds(lut)
         h, w = alpha.shape
-        step = min(STRIP_ROWS, -(-h // MIN_STRIPS))
+        step = min(self.strip_rows, -(-h // self.min_strips))
+        step += step % 2  # even, so the spans halve exactly onto an I420 frame's chroma planes
         n = -(-h // step)
         if self._colmax is None or self._colmax.shape != (n, w):
             self._colmax = np.empty((n, w), np.uint8)

@@ -89,8 +89,8 @@ class Engine:
         then final only after `pending_lut()` (if not None) is applied (MatteBuilder.build).
         """
         t0 = time.perf_counter()
-        h, w = frame.shape[:2]
         self.reduced.set(frame)
+        h, w = self.reduced.hw
         if self._frame_no % self.interval == 0 or self._confidence is None or self._shape != (h, w):
             self._confidence = self.segmenter.segment(frame, timestamp_ms, self.reduced)
             self._shape = (h, w)

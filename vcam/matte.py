@@ -163,7 +163,7 @@ class MatteBuilder:
     def _refined(self, confidence: np.ndarray, reduced: Reducer) -> np.ndarray:
         """Guided filter at guide size, then motion-gated temporal average; returns uint8 at guide size."""
         s = self.settings
-        fh, fw = reduced.frame.shape[:2]
+        fh, fw = reduced.hw
         gw, gh = guide_size(fw, fh, s.refine_size)
         self._ensure_guide(gw, gh)
         reduced.gray((gw, gh), self._gray)

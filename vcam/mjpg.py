@@ -1,10 +1,12 @@
-"""MJPG decoding for cameras and clips that send JPEG frames: libjpeg-turbo's fast paths via simplejpeg.
+"""MJPG decoding for cameras and clips that send JPEG frames: libjpeg-turbo's fast paths.
 
 Why: a USB webcam sends 720p and 1080p as MJPG, and after the model, decoding it was the largest cost of a
 live frame. OpenCV (FFmpeg or libjpeg-turbo's exact path) decodes a 720p frame in 2.3 ms here;
-libjpeg-turbo's fast integer IDCT and fast chroma upsampling take 1.5 ms (1080p: 4.8 -> 3.0 ms). The
-picture is 45-47 dB PSNR from the exact decode: no visible difference, and far finer than what the call
-app's encoder keeps. So the capture stage asks OpenCV for the raw JPEG bytes and decodes them here.
+libjpeg-turbo's fast integer IDCT and fast chroma upsampling take 1.5 ms to BGR (simplejpeg; 1080p: 4.8
+-> 3.0 ms), and about 1.2 ms straight to the YUV planes the live pipeline works in (decode_i420, through
+the system's libturbojpeg, vcam/turbojpeg.py). The picture is 45-47 dB PSNR from the exact decode: no
+visible difference, and far finer than what the call app's encoder keeps. So the capture stage asks
+OpenCV for the raw JPEG bytes and decodes them here.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import logging
 import cv2
 import numpy as np
 import simplejpeg
+
+from vcam import i420, turbojpeg
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,8 @@ def _ends_with_eoi(data: np.ndarray) -> bool:
 
 
 class MjpgDecoder:
-    """Decodes one camera's (or clip's) JPEG frames into BGR; damaged frames come back as None, so the
-    caller keeps the previous picture instead of showing a broken one.
+    """Decodes one camera's (or clip's) JPEG frames into BGR (decode) or I420 (decode_i420); damaged
+    frames come back as None, so the caller keeps the previous picture instead of showing a broken one.
 
     Damaged means: not a JPEG at all; a size other than the stream's `size` (a corrupted header can
     claim gigapixels); or cut short (no end marker) on a stream whose frames have shown they carry one
@@ -53,10 +57,19 @@ class MjpgDecoder:
     def __init__(self, size: tuple[int, int] | None = None) -> None:
         self.size = size  # (width, height) every frame must have, when known
         self._ends_seen = False  # a frame with an end marker was seen: from now on, require one
+        self._yuv: turbojpeg.YuvDecoder | None = None
+        self._bgr: np.ndarray | None = None  # decode_i420's BGR frame when it cannot decode to planes
+        self._chroma: np.ndarray | None = None  # a 4:2:2 or 4:4:4 JPEG's chroma planes before halving
 
-    def decode(self, packet: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray | None:
-        """The BGR image in the JPEG bytes `packet` (any shape of uint8), into `buffer` when its size
-        fits; None for a damaged frame."""
+    @property
+    def planar(self) -> bool:
+        """Whether decode_i420 decodes straight to planes (libturbojpeg is there)."""
+        if self._yuv is None and turbojpeg.library() is not None:
+            self._yuv = turbojpeg.YuvDecoder()
+        return self._yuv is not None
+
+    def _whole(self, packet: np.ndarray) -> np.ndarray | None:
+        """The JPEG bytes as a flat array, or None if the frame is damaged beyond use."""
         data = packet.reshape(-1)
         if data.size < 4:
             return None
@@ -65,6 +78,53 @@ class MjpgDecoder:
         elif self._ends_seen:
             log.debug("MJPG frame cut short; dropped")
             return None
+        return data
+
+    def decode_i420(self, packet: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray | None:
+        """The JPEG frame as full-range I420 (a camera frame, vcam/i420.py), into `buffer` when its size
+        fits; None for a damaged frame. Straight to planes with libturbojpeg; otherwise (or for odd
+        sizes) via BGR."""
+        data = self._whole(packet)
+        if data is None:
+            return None
+        header = self._yuv.header(data) if self.planar else None
+        if header is None or header[0] % 2 or header[1] % 2 or header[2] not in (
+                turbojpeg.SAMP_420, turbojpeg.SAMP_422, turbojpeg.SAMP_444, turbojpeg.SAMP_GRAY):
+            bgr = self._decode_bgr(data, self._bgr)
+            if bgr is None:
+                return None
+            self._bgr = bgr
+            return i420.from_bgr(bgr, buffer, full_range=True)
+        w, h, samp = header
+        if not self._size_ok(w, h):
+            return None
+        if buffer is None or buffer.shape != i420.shape((w, h)):
+            buffer = i420.new((w, h))
+        y, u, v = i420.planes(buffer)
+        if samp == turbojpeg.SAMP_420:
+            ok = self._yuv.decode(data, y, u, v)
+        elif samp == turbojpeg.SAMP_GRAY:
+            ok = self._yuv.decode(data, y, None, None)
+            buffer[h:] = 128
+        else:  # chroma at full height (4:2:2) or full size (4:4:4): decoded aside, then halved
+            cw = w // 2 if samp == turbojpeg.SAMP_422 else w
+            if self._chroma is None or self._chroma.shape != (2, h, cw):
+                self._chroma = np.empty((2, h, cw), np.uint8)
+            ok = self._yuv.decode(data, y, self._chroma[0], self._chroma[1])
+            for full, half in ((self._chroma[0], u), (self._chroma[1], v)):
+                cv2.resize(full, (w // 2, h // 2), dst=half, interpolation=cv2.INTER_AREA)
+        if not ok:
+            log.debug("libturbojpeg could not decode an MJPG frame; dropped")
+            return None
+        return buffer  # in JPEG's full range, as camera frames are (vcam/i420.py)
+
+    def decode(self, packet: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray | None:
+        """The BGR image in the JPEG bytes `packet` (any shape of uint8), into `buffer` when its size
+        fits; None for a damaged frame."""
+        data = self._whole(packet)
+        return None if data is None else self._decode_bgr(data, buffer)
+
+    def _decode_bgr(self, data: np.ndarray, buffer: np.ndarray | None) -> np.ndarray | None:
         try:
             h, w, _, _ = simplejpeg.decode_jpeg_header(data)
             if not self._size_ok(w, h):

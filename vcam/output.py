@@ -1,6 +1,7 @@
-"""Output stage: where composited BGR frames go. A small registry of sinks with one context-manager API.
+"""Output stage: where composited frames go. A small registry of sinks with one context-manager API.
 
-`virtualcam` is the real job (pyvirtualcam's v4l2loopback backend: BGR in, I420 written to the device);
+Frames arrive as I420 (vcam/i420.py). `virtualcam` is the real job (pyvirtualcam's v4l2loopback
+backend, which writes I420 frames to the device as they are);
 `preview`, `file` and `null` are for debugging and `vcam bench`. pyvirtualcam raises RuntimeError for
 every failure; we turn the ones users hit (no device, no permission, wrong device) into a VcamError
 that says exactly how to fix it.
@@ -17,6 +18,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from vcam import i420
 from vcam.config import OutputSettings, picture_size_problem
 from vcam.errors import VcamError
 
@@ -30,7 +32,7 @@ class OutputError(VcamError):
 
 
 class Sink:
-    """Takes BGR uint8 frames of exactly `size` (width, height)."""
+    """Takes I420 frames (vcam/i420.py) of exactly `size` (width, height)."""
 
     name = "sink"
 
@@ -100,7 +102,8 @@ def explain_virtualcam_error(device: str, message: str) -> str:
 
 
 class VirtualCamSink(Sink):
-    """pyvirtualcam on a v4l2loopback device. send() converts BGR->I420 in native code (holds the GIL)."""
+    """pyvirtualcam on a v4l2loopback device. The frames are I420 already: send() writes them as they are
+    (it holds the GIL for that write)."""
 
     name = "virtualcam"
 
@@ -112,7 +115,7 @@ class VirtualCamSink(Sink):
         if w % 2:
             raise OutputError(f"[output] width must be even for the virtual camera, got {w}")
         try:
-            self._cam = pyvirtualcam.Camera(w, h, fps, fmt=pyvirtualcam.PixelFormat.BGR,
+            self._cam = pyvirtualcam.Camera(w, h, fps, fmt=pyvirtualcam.PixelFormat.I420,
                                             device=settings.device, backend="v4l2loopback")
         except RuntimeError as e:
             raise OutputError(explain_virtualcam_error(settings.device, str(e))) from None
@@ -151,7 +154,8 @@ class PreviewSink(Sink):
         if self._gui_thread is None:
             self._gui_thread = threading.get_ident()
             cv2.namedWindow(self.WINDOW, cv2.WINDOW_AUTOSIZE)
-        cv2.imshow(self.WINDOW, frame)
+        self._bgr = i420.to_bgr(frame, getattr(self, "_bgr", None))
+        cv2.imshow(self.WINDOW, self._bgr)
         cv2.waitKey(1)
 
     def _destroy(self) -> None:
@@ -189,7 +193,8 @@ class FileSink(Sink):
             raise OutputError(f"{self.path}: cannot write an mp4 file there")
 
     def send(self, frame: np.ndarray) -> None:
-        self._writer.write(frame)
+        self._bgr = i420.to_bgr(frame, getattr(self, "_bgr", None))
+        self._writer.write(self._bgr)
 
     def close(self) -> None:
         if self._writer is None:
@@ -201,20 +206,12 @@ class FileSink(Sink):
 
 
 class NullSink(Sink):
-    """Discards frames. With convert=True it still does the BGR->I420 conversion the virtual camera
-    would do (libyuv there, cv2 here), so benchmarks count that cost."""
+    """Discards frames (benchmarks: the virtual camera, too, takes them without converting)."""
 
     name = "null"
 
-    def __init__(self, settings: OutputSettings, size: tuple[int, int], fps: float, convert: bool = False) -> None:
-        super().__init__(settings, size, fps)
-        self.convert = convert
-        w, h = size
-        self._i420 = np.empty((h * 3 // 2, w), np.uint8)
-
     def send(self, frame: np.ndarray) -> None:
-        if self.convert:
-            cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=self._i420)
+        pass
 
 
 register_sink("virtualcam", VirtualCamSink)

@@ -3,6 +3,7 @@
     CaptureThread --OneSlot--> segmenter (resize to output size, model, matte)
                   --OneSlot--> compositor (effect, mirror) --OneSlot--> output
 Every handoff keeps only the newest item, so a slow stage drops frames instead of adding latency.
+Frames are I420 from the camera to the virtual camera (vcam/i420.py): nothing converts them on the way.
 Segmentation of frame n+1 runs while frame n is composited, on the other core: the model and OpenCV
 release the GIL (pyvirtualcam's send does not, but it is short), which lifts uncapped 720p from about
 77 to ~100 fps on two cores without adding latency. The output sends a new frame as soon as it is ready and repeats the last
@@ -24,16 +25,17 @@ from collections import deque
 import cv2
 import numpy as np
 
-from vcam.backgrounds import cover_resize
+from vcam import i420
 from vcam.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
 from vcam.config import Settings
-from vcam.effects import Compositor, blur_factor
+from vcam.effects import blur_factor
+from vcam.effects_i420 import I420Compositor
 from vcam.engine import Engine
 from vcam.errors import VcamError
 from vcam.live import LiveState, LiveStateHolder
 from vcam.ondemand import ReaderMonitor
 from vcam.output import OutputError, Sink, open_sink, output_size
-from vcam.placeholder import placeholder
+from vcam.placeholder import placeholder_i420
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ def _kept(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class Matted:
-    """A frame at output size with its alpha matte and the LiveState it is to be composited with.
+    """A frame at output size (I420, vcam/i420.py) with its alpha matte and the LiveState it is to be
+    composited with.
 
     `frame` is the camera's own buffer when the camera delivers the output size (no copy; the
     compositor returns it to the camera slot), else `resized`, this item's buffer.
@@ -127,7 +130,7 @@ class Pipeline:
         self._cam_slot = OneSlot()
         self._matte_slot = OneSlot()  # carries Matted items: frame + alpha + the state they were made for
         self._out_slot = OneSlot()
-        self._compositor = Compositor()
+        self._compositor = I420Compositor()
         self._engine: Engine | None = None
         self._pending_engine: Engine | None = None
         self._engine_lock = threading.Lock()  # guards _pending_engine between reconfigure and the worker
@@ -156,7 +159,8 @@ class Pipeline:
             raise
         self._stop.clear()
         self._start_monitor(s)
-        self._capture = CaptureThread(CameraSource(s.camera, pace=self._pace_source), self._cam_slot)
+        self._capture = CaptureThread(CameraSource(s.camera, pace=self._pace_source, as_i420=True),
+                                      self._cam_slot)
         self._capture.start(wanted=self._camera_wanted())
         self._threads = [threading.Thread(target=self._worker_loop, name="vcam-segmenter", daemon=True),
                          threading.Thread(target=self._compositor_loop, name="vcam-compositor", daemon=True),
@@ -321,7 +325,7 @@ class Pipeline:
             self._sink, self._size = sink, size
 
     def _reopen_camera(self, new: Settings) -> None:
-        source = CameraSource(new.camera, pace=self._pace_source)
+        source = CameraSource(new.camera, pace=self._pace_source, as_i420=True)
         wanted = self._camera_wanted()
         old_capture = self._capture
         # The old camera must be closed before the same device is reopened: wait out a read in progress.
@@ -332,7 +336,7 @@ class Pipeline:
             except VcamError as e:
                 # A fresh thread on the old source (the old thread, if still inside a read, closes its own
                 # when the read returns; until then the new one retries as "unavailable").
-                old_source = CameraSource(old_capture.source.settings, pace=self._pace_source)
+                old_source = CameraSource(old_capture.source.settings, pace=self._pace_source, as_i420=True)
                 self._capture = CaptureThread(old_source, self._cam_slot)
                 self._capture.start(wanted=self._camera_wanted())
                 busy = "" if closed else " (the old camera was still busy in a read)"
@@ -369,12 +373,12 @@ class Pipeline:
                     self._engine.matte.reset()
                 t0 = time.perf_counter()
                 w, h = self._size
-                if matted is None or matted.resized.shape[:2] != (h, w):
-                    matted = Matted(np.empty((h, w, 3), np.uint8), np.empty((h, w), np.uint8))
-                if item.image.shape[:2] == (h, w):
+                if matted is None or matted.resized.shape != i420.shape((w, h)):
+                    matted = Matted(i420.new((w, h)), np.empty((h, w), np.uint8))
+                if i420.size(item.image) == (w, h):
                     matted.frame, done = item.image, None  # travels on; the compositor gives it back
                 else:
-                    matted.frame = cover_resize(item.image, (w, h), dst=matted.resized)
+                    matted.frame = i420.resize(item.image, (w, h), dst=matted.resized)
                 t1 = time.perf_counter()
                 if state.look.effect != "none":
                     self._engine.alpha(matted.frame, int(item.t_capture * 1000), state.look.matte,
@@ -382,7 +386,7 @@ class Pipeline:
                     matted.lut = self._engine.pending_lut()
                     matted.keep_source(self._engine.alpha_source())
                     if state.look.effect == "blur":
-                        matted.keep_small(self._engine.reduced.by(blur_factor(state.look.blur, h)))
+                        matted.keep_small(self._engine.reduced.ycc(blur_factor(state.look.blur, h)))
                     times = self._engine.times
                     self.stats.ms["segment"].append(times.segment)
                     self.stats.ms["matte"].append(times.matte)
@@ -410,18 +414,15 @@ class Pipeline:
                 t0 = time.perf_counter()
                 if out_buf is None or out_buf.shape != matted.frame.shape:
                     out_buf = np.empty_like(matted.frame)
-                if look.effect == "none":
-                    out = matted.frame
-                else:  # straight into the output buffer unless it still has to be mirrored
-                    out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
-                                                     background=look.background, blur=look.blur,
-                                                     key_color=look.key_color, small=matted.small,
-                                                     lut=matted.lut, source=matted.source, t=item.t_capture,
-                                                     dst=None if state.mirror else out_buf)
+                # straight into the output buffer unless it still has to be mirrored; even "none" is a copy,
+                # from the camera's range to the output's (vcam/i420.py)
+                out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
+                                                 background=look.background, blur=look.blur,
+                                                 key_color=look.key_color, small=matted.small,
+                                                 lut=matted.lut, source=matted.source, t=item.t_capture,
+                                                 dst=None if state.mirror else out_buf)
                 if state.mirror:
-                    cv2.flip(out, 1, dst=out_buf)
-                elif out is not out_buf:
-                    np.copyto(out_buf, out)
+                    i420.flip(out, out_buf)
                 if look.effect != "none":
                     self.stats.ms["composite"].append((time.perf_counter() - t0) * 1e3)
                 out_buf = self._out_slot.put(out_buf, item.t_capture)
@@ -440,7 +441,7 @@ class Pipeline:
     def _send(self, frame: np.ndarray) -> bool:
         with self._sink_lock:
             sink = self._sink
-            if sink is None or frame.shape[1::-1] != tuple(sink.size):
+            if sink is None or i420.size(frame) != tuple(sink.size):
                 return False
             t0 = time.perf_counter()
             try:
@@ -517,7 +518,7 @@ class Pipeline:
             kind = "unavailable"
         else:
             kind = "idle"
-        return placeholder(kind, tuple(self._size))
+        return placeholder_i420(kind, tuple(self._size))
 
 
 def _without_mirror(output):

@@ -10,6 +10,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from vcam import i420
+
 MESSAGES = {
     "unavailable": ("Camera unavailable", "vcam is retrying..."),
     "paused": ("Camera paused", ""),
@@ -37,5 +39,13 @@ def placeholder(kind: str, size: tuple[int, int]) -> np.ndarray:
         (tw, th_px), _ = cv2.getTextSize(text, font, sc, th)
         cv2.putText(frame, text, ((w - tw) // 2, y), font, sc, TEXT_BGR, th, cv2.LINE_AA)
         y += int(th_px * 2.2)
+    frame.flags.writeable = False
+    return frame
+
+
+@lru_cache(maxsize=16)
+def placeholder_i420(kind: str, size: tuple[int, int]) -> np.ndarray:
+    """placeholder() as I420 (vcam/i420.py), what the live pipeline sends. Read-only, shared."""
+    frame = i420.from_bgr(placeholder(kind, size))
     frame.flags.writeable = False
     return frame

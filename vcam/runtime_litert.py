@@ -82,12 +82,17 @@ class LiteRTSegmenter(SegmenterBase):
                 reduced: Reducer | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
         reduced = self._reduced(frame_bgr, reduced)
-        h, w = frame_bgr.shape[:2]
+        h, w = reduced.hw
         mw, mh, f = self._geometry(w, h)
-        source = reduced.by(f) if f > 1 else reduced.resize((mw, mh), self._small)
+        # an I420 frame: warped as its small Y, Cr, Cb picture and turned into RGB at the model's size
+        planar = reduced.planar and f > 1 and f & (f - 1) == 0
+        source = reduced.ycc(f) if planar else reduced.by(f) if f > 1 else reduced.resize((mw, mh), self._small)
         cv2.warpAffine(source, self._warp, (self._model_w, self._model_h), dst=self._bgr8,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        cv2.cvtColor(self._bgr8, cv2.COLOR_BGR2RGB, dst=self._in8)
+        if planar:
+            cv2.cvtColor(self._bgr8, cv2.COLOR_YCrCb2RGB, dst=self._in8)
+        else:
+            cv2.cvtColor(self._bgr8, cv2.COLOR_BGR2RGB, dst=self._in8)
         np.multiply(self._in8, np.float32(1.0 / 255.0), out=self._inf[0])
         self._interp.set_tensor(self._in_index, self._inf)
         self._interp.invoke()

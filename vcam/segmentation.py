@@ -181,7 +181,7 @@ class MediaPipeSegmenter(SegmenterBase):
         `reduced`: the frame's shared Reducer (already set to this frame), if the caller has one.
         """
         reduced = self._reduced(frame_bgr, reduced)
-        h, w = frame_bgr.shape[:2]
+        h, w = reduced.hw
         mw, mh = mask_size_for(w, h, self.model)
         if self._small is None or self._small.shape[:2] != (mh, mw):
             self._small = np.empty((mh, mw, 3), np.uint8)

@@ -232,6 +232,16 @@ def check_model(settings: Settings) -> Check:
     return Check(True, f"segmentation model '{settings.segmentation.model}' loads ({settings.segmentation.runtime})")
 
 
+def check_jpeg() -> Check:
+    """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends (vcam/turbojpeg.py)."""
+    from vcam import turbojpeg
+
+    if turbojpeg.library() is not None:
+        return Check(True, "libturbojpeg found (webcam MJPG decoded straight to YUV)")
+    return Check(False, "libturbojpeg not found: decoding webcam MJPG costs more CPU",
+                 "install libturbojpeg0 (Debian/Ubuntu), turbojpeg (Fedora) or libjpeg-turbo (Arch)")
+
+
 def check_display() -> Check:
     display = os.environ.get("DISPLAY")
     if not display:
@@ -254,7 +264,7 @@ def check_display() -> Check:
 def run_doctor(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     checks = [*check_module(), *check_device(settings), check_group(), check_camera(settings),
-              check_model(settings), check_display()]
+              check_jpeg(), check_model(settings), check_display()]
     for c in checks:
         print(c.line(), flush=True)
     problems = sum(not c.ok for c in checks)
