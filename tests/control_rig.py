@@ -16,13 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam import i420, output
-from vcam.actions import Controller
+from vcam.frames import i420
+from vcam.live import sinks as output
+from vcam.control.actions import Controller
 from vcam.config import load_settings
-from vcam.control import ControlServer, request
-from vcam.engine import look_from_settings
-from vcam.live import LiveState, LiveStateHolder
-from vcam.pipeline import Pipeline
+from vcam.control.server import ControlServer, request
+from vcam.compositing.engine import look_from_settings
+from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.pipeline import Pipeline
 
 SIZE = (640, 360)
 # Regions of the desk frame (640x360) that are background (alpha 0): the white blinds top left, and the
@@ -172,7 +173,7 @@ def toml(sections: dict) -> str:
 def background_region(path: Path, region=TOP_LEFT) -> np.ndarray:
     """What `replace` with this image shows in a background region: the image cover-scaled to the frame,
     as sent."""
-    from vcam.backgrounds import load_background
+    from vcam.compositing.backgrounds import load_background
     bg = load_background(str(path))
     try:
         return as_sent(bg.frame(SIZE))[region]

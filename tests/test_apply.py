@@ -109,7 +109,7 @@ def test_video_keeps_fps_size_and_replaces_background(tmp_path, desk_video, back
 
 def test_video_background_for_video(tmp_path, desk_video):
     from tests.conftest import require_path
-    from vcam.backgrounds import VideoBackground
+    from vcam.compositing.backgrounds import VideoBackground
 
     background_video = require_path("backgrounds", "videos", "backscrub_rotating_earth.webm")
     out = tmp_path / "v.avi"

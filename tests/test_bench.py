@@ -52,7 +52,7 @@ def test_bench_bad_size_is_one_line():
 def test_per_thread_cpu_counts_a_replaced_thread_from_zero():
     """A stage thread replaced during the run (a camera reopened) is a new thread: it counts from 0, and
     the old one's CPU before the run is not subtracted from it (that gave negative figures)."""
-    from vcam.bench import _per_thread_ms
+    from vcam.commands.bench import _per_thread_ms
 
     before = {("vcam-capture", 101): 5.0, ("vcam-segmenter", 102): 1.0}
     after = {("vcam-capture", 201): 0.3, ("vcam-segmenter", 102): 1.6}

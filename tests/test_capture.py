@@ -1,4 +1,4 @@
-"""Capture stage: MJPG sources are demuxed by OpenCV and decoded by vcam.mjpg (libjpeg-turbo's fast path).
+"""Capture stage: MJPG sources are demuxed by OpenCV and decoded by vcam.frames.mjpg (libjpeg-turbo's fast path).
 
 A USB webcam's 720p/1080p arrives as MJPG; an MJPG clip made from the real desk video stands in for it
 (the same container the benchmark uses), read through the real CameraSource.
@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam import mjpg
-from vcam.bench import prepare_clip
-from vcam.capture import MAX_BAD_FRAMES, CameraError, CameraSource
+from vcam.frames import mjpg
+from vcam.commands.bench import prepare_clip
+from vcam.live.capture import MAX_BAD_FRAMES, CameraError, CameraSource
 from vcam.config import load_settings
 
 
@@ -47,7 +47,7 @@ def test_mjpg_clip_is_decoded_by_vcam_like_opencv_and_loops(mjpg_clip):
     source = source_for(mjpg_clip)
     source.open()
     try:
-        assert source.raw_jpeg, "an MJPG clip is demuxed only and decoded by vcam.mjpg"
+        assert source.raw_jpeg, "an MJPG clip is demuxed only and decoded by vcam.frames.mjpg"
         buffer = None
         for i in range(len(reference) + 3):  # past the end: the file loops
             frame = source.read(buffer)
@@ -137,7 +137,7 @@ def test_each_opening_of_the_camera_stamps_its_frames_with_a_new_run(mjpg_clip, 
     """The worker resets the matte's temporal smoothing when the run changes: a reopened camera is a cut."""
     import time
 
-    from vcam.capture import CaptureThread, OneSlot
+    from vcam.live.capture import CaptureThread, OneSlot
 
     camera = tmp_path / "camera.avi"
     camera.write_bytes(mjpg_clip.read_bytes())
@@ -175,7 +175,7 @@ def test_a_wake_just_before_take_is_not_lost():
     wait must return at once, not after its whole timeout (it then counted as a thread that did not stop)."""
     import time
 
-    from vcam.capture import OneSlot
+    from vcam.live.capture import OneSlot
 
     slot = OneSlot()
     slot.wake()  # no one is waiting yet

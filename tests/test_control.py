@@ -25,12 +25,12 @@ from control_rig import (  # noqa: F401
     sharpness,
 )
 
-from vcam.actions import ACTIONS
+from vcam.control.actions import ACTIONS
 from vcam.cli import main
 from vcam.config import load_settings
-from vcam.control import ControlServer, socket_path
+from vcam.control.server import ControlServer, socket_path
 from vcam.errors import VcamError
-from vcam.placeholder import placeholder
+from vcam.live.placeholder import placeholder
 
 
 def _raw(rig, data: bytes, read_timeout: float = 5.0) -> dict:
@@ -294,7 +294,7 @@ def test_vcam_ctl_prints_and_exits_by_outcome(rig, capsys):
 
 def test_vcam_ctl_against_a_daemon_that_does_not_answer_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     """Something accepts on the socket but never replies (a hung daemon), or hangs up without a reply."""
-    import vcam.control as control
+    import vcam.control.server as control
     monkeypatch.setattr(control, "REPLY_TIMEOUT_S", 0.5)
     path = tmp_path / "hung.sock"
     server = socket.socket(socket.AF_UNIX)

@@ -182,7 +182,7 @@ def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_gua
     t_unplug = time.monotonic()
     n_unplug = len(fake.writes())
     # The device keeps getting frames, and soon shows the "camera unavailable" placeholder.
-    from vcam.placeholder import BACKGROUND_BGR
+    from vcam.live.placeholder import BACKGROUND_BGR
     wait_for(lambda: corners_are(fake.frame(), np.array(BACKGROUND_BGR), tol=6), 4, "placeholder")
     time.sleep(1.0)
     rows = fake.writes()[n_unplug:]

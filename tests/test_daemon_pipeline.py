@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from conftest import holds_open
 
-from vcam.capture import CameraSource, CaptureThread, OneSlot
+from vcam.live.capture import CameraSource, CaptureThread, OneSlot
 from vcam.config import load_settings
-from vcam.engine import look_from_settings
+from vcam.compositing.engine import look_from_settings
 from vcam.errors import VcamError
-from vcam.live import LiveState, LiveStateHolder
-from vcam.pipeline import Pipeline
+from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.pipeline import Pipeline
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -301,7 +301,7 @@ def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
         p._capture.source.read = broken_take  # the capture thread's read breaks the same way
         wait_for(lambda: p.dead_threads() == ["vcam-compositor", "vcam-capture"], 2, "the capture reported")
         assert p.status()["dead_threads"] == ["vcam-compositor", "vcam-capture"]
-        from vcam.daemon import status_line
+        from vcam.commands.run import status_line
 
         assert status_line(p.status()).endswith("ended: vcam-compositor vcam-capture")  # in systemctl status
     assert p.dead_threads() == []  # a stopped pipeline has no running threads to report

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
+from vcam.compositing.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
 from vcam.config import load_settings
-from vcam.effects import lut_bounds
-from vcam.engine import Engine, Look
+from vcam.compositing.compositor_bgr import lut_bounds
+from vcam.compositing.engine import Engine, Look
 
 EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
 # The model itself mislabels a little background on some portraits (its IoU is 0.962, not 1), so "behind the
@@ -279,8 +279,8 @@ def test_soft_edge_lut_left_to_the_compositor_gives_the_same_frame(engine, sampl
 def test_person_extent_read_from_the_small_mask_bounds_the_full_one(size):
     """The compositor may find the person's extent from the small mask the alpha was upsampled from;
     its rectangles must still cover every pixel the LUT makes visible and copy only full-person ones."""
-    from vcam.effects import Compositor
-    from vcam.matte import smoothstep_lut
+    from vcam.compositing.compositor_bgr import Compositor
+    from vcam.matting.matte import smoothstep_lut
 
     w, h = size
     rng = np.random.default_rng(3)
@@ -312,7 +312,7 @@ def test_person_extent_read_from_the_small_mask_bounds_the_full_one(size):
 
 
 def test_reducer_halves_to_box_averages_and_shares_them():
-    from vcam.reduce import Reducer
+    from vcam.frames.reduce import Reducer
 
     rng = np.random.default_rng(2)
     frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
@@ -335,7 +335,7 @@ def test_reducer_halves_to_box_averages_and_shares_them():
 
 def test_strong_blur_at_1080p_reduces_further_but_looks_the_same(engine, samples):
     """At 1080p a strong blur is made at 1/8 instead of 1/4: the same look, within a few grey levels."""
-    from vcam.effects import Compositor, blur_factor
+    from vcam.compositing.compositor_bgr import Compositor, blur_factor
 
     image = cv2.resize(samples[0][0], (1920, 1080))
     assert blur_factor(24, 1080) == 8 and blur_factor(24, 720) == 4 and blur_factor(12, 1080) == 4
@@ -353,7 +353,7 @@ def test_blur_is_the_triangle_kernel_of_stack_blur(samples, strength):
     """blurred() makes stackBlur's triangle kernel from two box passes (half the cost). Against the exact
     triangle filter (float, the same radius at 1/4 size) it is off by roundings only, for odd and even
     box widths (strength 12 and 28 give even ones), except at the frame's own border."""
-    from vcam.effects import Compositor
+    from vcam.compositing.compositor_bgr import Compositor
 
     image = cv2.resize(samples[0][0], (1280, 720))
     radius = round(strength / 4)

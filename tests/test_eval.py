@@ -9,7 +9,7 @@ import pytest
 
 from vcam.cli import main
 from vcam.config import load_settings
-from vcam.evaluate import _parabolic_argmin, boundary_f, eval_video, iou
+from vcam.commands.eval import _parabolic_argmin, boundary_f, eval_video, iou
 
 
 def disc(shift=0, size=200, r=60):
@@ -70,7 +70,7 @@ def test_eval_without_test_data_is_a_one_line_error(tmp_path, monkeypatch, capsy
 
 
 def test_picture_strip_has_input_raw_matte_and_composite(tmp_path, testdata):
-    from vcam.evaluate import write_strips
+    from vcam.commands.eval import write_strips
 
     settings = load_settings(use_user_config=False)
     written = write_strips(settings, tmp_path, tile_height=90, frames={"outdoor_sitting_640x360": (12,)})

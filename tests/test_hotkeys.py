@@ -25,11 +25,11 @@ from control_rig import (  # noqa: F401
     sharpness,
 )
 
-import vcam.hotkeys as hotkeys_module
+import vcam.control.hotkeys as hotkeys_module
 from vcam.cli import main
 from vcam.config import ConfigError, load_settings
-from vcam.hotkeys import HotkeyService, bindings
-from vcam.placeholder import placeholder
+from vcam.control.hotkeys import HotkeyService, bindings
+from vcam.live.placeholder import placeholder
 
 
 def _free_display() -> int:
@@ -107,7 +107,7 @@ def test_default_bindings_cover_the_actions():
         "<ctrl>+<alt>+p": "toggle-pause", "<ctrl>+<alt>+m": "toggle-mirror",
         "<ctrl>+<alt>+]": "blur-stronger", "<ctrl>+<alt>+[": "blur-weaker",
         "<ctrl>+<alt>+s": "edge-softer", "<ctrl>+<alt>+h": "edge-harder"}
-    from vcam.actions import ACTIONS
+    from vcam.control.actions import ACTIONS
     assert set(bindings(settings.hotkeys).values()) <= set(ACTIONS)
     assert bindings(settings.replace("hotkeys", enabled=False).hotkeys) == {}
 
@@ -203,7 +203,7 @@ def test_other_keys_are_neither_acted_on_nor_logged(live, caplog):
         _press(os.environ["DISPLAY"], "s", "e", "c", "r", "e", "t", "ctrl+alt+z", "alt+e", "ctrl+e", "Return")
         time.sleep(0.5)
     assert service.fired == fired and rig.holder.get() == state
-    assert not [r for r in caplog.records if r.name.startswith(("vcam.hotkeys", "pynput"))]
+    assert not [r for r in caplog.records if r.name.startswith(("vcam.control.hotkeys", "pynput"))]
 
 
 def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, monkeypatch, caplog):
@@ -218,7 +218,7 @@ def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, mon
     service = HotkeyService(load_settings(use_user_config=False).hotkeys, dispatch).start()
     try:
         assert service.wait_active(10), service.state
-        with caplog.at_level(logging.WARNING, logger="vcam.hotkeys"):
+        with caplog.at_level(logging.WARNING, logger="vcam.control.hotkeys"):
             _press(xdisplay, "ctrl+alt+e")
             deadline = time.monotonic() + 5
             while not calls and time.monotonic() < deadline:
@@ -240,7 +240,7 @@ def test_no_display_then_display_appears_then_vanishes(monkeypatch, caplog):
     display = f":{number}"
     monkeypatch.setenv("DISPLAY", display)
     calls = []
-    with caplog.at_level(logging.INFO, logger="vcam.hotkeys"):
+    with caplog.at_level(logging.INFO, logger="vcam.control.hotkeys"):
         service = HotkeyService(load_settings(use_user_config=False).hotkeys, calls.append).start()
         proc = None
         try:
@@ -280,7 +280,7 @@ def test_unset_display_disables_hotkeys_with_one_line(monkeypatch, caplog, tmp_p
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no systemctl either: no session to ask for its DISPLAY
     monkeypatch.setattr(hotkeys_module, "RETRY_S", 0.1)
-    with caplog.at_level(logging.INFO, logger="vcam.hotkeys"):
+    with caplog.at_level(logging.INFO, logger="vcam.control.hotkeys"):
         service = HotkeyService(load_settings(use_user_config=False).hotkeys, lambda a: None).start()
         time.sleep(0.5)
         service.stop()

@@ -14,15 +14,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam import i420, turbojpeg
-from vcam.backgrounds import ColorBackground, ImageBackground, cover_resize
-from vcam.capture import CameraSource
+from vcam.frames import i420, turbojpeg
+from vcam.compositing.backgrounds import ColorBackground, ImageBackground, cover_resize
+from vcam.live.capture import CameraSource
 from vcam.config import load_settings
-from vcam.effects import Compositor
-from vcam.effects_i420 import I420Compositor
-from vcam.engine import Engine
-from vcam.mjpg import MjpgDecoder
-from vcam.reduce import Reducer
+from vcam.compositing.compositor_bgr import Compositor
+from vcam.compositing.compositor_i420 import I420Compositor
+from vcam.compositing.engine import Engine
+from vcam.frames.mjpg import MjpgDecoder
+from vcam.frames.reduce import Reducer
 
 SAMPLINGS = {
     "420": (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, turbojpeg.SAMP_420),
@@ -448,7 +448,7 @@ def test_camera_source_decodes_an_mjpg_clip_to_i420(desk_frames, tmp_path):
     assert mean_diff(frames[0], frames[1]) > 1, "consecutive frames, not one repeated"
     source.open()
     try:
-        assert source.raw_jpeg, "decoded by vcam.mjpg, not OpenCV"
+        assert source.raw_jpeg, "decoded by vcam.frames.mjpg, not OpenCV"
     finally:
         source.close()
 

@@ -12,13 +12,13 @@ import pytest
 from conftest import require_path
 from control_rig import SIZE, RecordingSink, Rig
 
-from vcam import output
-from vcam.actions import Controller
-from vcam.backgrounds import BackgroundError, ImageBackground, VideoBackground
+from vcam.live import sinks as output
+from vcam.control.actions import Controller
+from vcam.compositing.backgrounds import BackgroundError, ImageBackground, VideoBackground
 from vcam.config import load_settings
-from vcam.engine import Look
-from vcam.library import BackgroundLibrary, scan
-from vcam.live import LiveState, LiveStateHolder
+from vcam.compositing.engine import Look
+from vcam.control.library import BackgroundLibrary, scan
+from vcam.live.state import LiveState, LiveStateHolder
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_loading_happens_on_the_loader_thread_scaled_to_the_frame(images):
 
 
 def test_video_backgrounds_loop_and_replaced_ones_are_closed_later(videos, monkeypatch):
-    import vcam.library as library_module
+    import vcam.control.library as library_module
     monkeypatch.setattr(library_module, "RETIRE_DELAY_S", 0.2)
     library = _library([videos / "backscrub_retrowave.webm"])  # 2.3 s: about 70 frames
     try:

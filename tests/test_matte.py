@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from vcam.config import ConfigError, load_settings
-from vcam.engine import Engine
-from vcam.evaluate import eval_portraits, iou
-from vcam.matte import MatteBuilder, guide_size, smoothstep_lut
-from vcam.segmentation import ModelError, Segmenter
+from vcam.compositing.engine import Engine
+from vcam.commands.eval import eval_portraits, iou
+from vcam.matting.matte import MatteBuilder, guide_size, smoothstep_lut
+from vcam.matting.segmenter import ModelError, Segmenter
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +210,8 @@ def test_guided_filter_is_the_guided_filter(settings, portraits):
     """vcam's guided filter against opencv-contrib's on a real portrait and its model mask: the same
     filter when a and b are kept at full size, and within a level or two where they are made at half
     size (the default), with the same edge."""
-    from vcam.guided import GuidedFilter
-    from vcam.matte import guide_size
+    from vcam.matting.guided import GuidedFilter
+    from vcam.matting.matte import guide_size
 
     image = cv2.imread(str(portraits[5][0]))
     with Segmenter("general") as seg:

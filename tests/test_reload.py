@@ -16,9 +16,9 @@ import pytest
 from conftest import require_path
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
-from vcam import output
-from vcam.control import request
-from vcam.reload import ConfigWatcher, install_sighup
+from vcam.live import sinks as output
+from vcam.control.server import request
+from vcam.control.reload import ConfigWatcher, install_sighup
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_saved_config_is_applied_live_and_an_invalid_one_is_kept_out(rig, caplog
         rig.shows(_grey)
 
         # Invalid: logged with the key and the file, nothing changes, frames go on.
-        with caplog.at_level(logging.ERROR, logger="vcam.reload"):
+        with caplog.at_level(logging.ERROR, logger="vcam.control.reload"):
             rig.write_config(effect={"name": "transparent"}, matte={"threshold": 7})
             deadline = time.monotonic() + 5
             while "rejected" not in caplog.text and time.monotonic() < deadline:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vcam.config import load_settings
-from vcam.engine import Engine
-from vcam.segmentation import ModelError, Segmenter, bundled_model_path
+from vcam.compositing.engine import Engine
+from vcam.matting.segmenter import ModelError, Segmenter, bundled_model_path
 
 
 def mean_iou(portraits, model: str) -> float:

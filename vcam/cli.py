@@ -16,12 +16,12 @@ from vcam.errors import VcamError
 
 # Subcommand modules, in the order `vcam --help` lists them.
 COMMAND_MODULES = [
-    "vcam.apply",
-    "vcam.daemon",
-    "vcam.bench",
-    "vcam.sysetup",
-    "vcam.control",
-    "vcam.evaluate",
+    "vcam.commands.apply",
+    "vcam.commands.run",
+    "vcam.commands.bench",
+    "vcam.commands.setup",
+    "vcam.control.server",
+    "vcam.commands.eval",
 ]
 
 

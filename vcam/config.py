@@ -113,7 +113,7 @@ class DaemonSettings:
 
 
 def _check_hotkey(value: str) -> None:
-    from vcam.hotkeys import validate_hotkey  # late: hotkeys imports config
+    from vcam.control.hotkeys import validate_hotkey  # late: hotkeys imports config
     validate_hotkey(value)
 
 
@@ -223,7 +223,7 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
 
 def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
     """Two actions on one combination: only one of them would ever fire, so refuse it."""
-    from vcam.hotkeys import combination
+    from vcam.control.hotkeys import combination
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
         combo = getattr(hotkeys, f.name)

@@ -16,17 +16,17 @@ from pathlib import Path
 from inotify_simple import INotify, flags
 
 from vcam.config import Settings, user_config_path
-from vcam.engine import look_from_settings
+from vcam.compositing.engine import look_from_settings
 from vcam.errors import VcamError
-from vcam.library import BackgroundLibrary, prewarm
+from vcam.control.library import BackgroundLibrary, prewarm
 
 log = logging.getLogger(__name__)
 
 
 def reload_settings(ctl) -> Settings:
     """Load the config again and apply it to `ctl` (an actions.Controller); ActionError if rejected."""
-    from vcam.actions import ActionError
-    from vcam.actions import effect as set_effect
+    from vcam.control.actions import ActionError
+    from vcam.control.actions import effect as set_effect
 
     old = ctl.settings
     try:

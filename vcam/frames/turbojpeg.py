@@ -4,7 +4,7 @@ Why: no wheel we depend on exposes libjpeg-turbo's raw YUV output (simplejpeg de
 and for a webcam's MJPG that output is what vcam wants: decoding a 720p frame to planes takes about
 1.2 ms instead of 1.6 ms to BGR, and the BGR -> I420 conversion at the output disappears. The library
 is optional (Debian/Ubuntu: libturbojpeg0, Fedora: turbojpeg, Arch: libjpeg-turbo); without it
-vcam.mjpg decodes to BGR and converts.
+vcam.frames.mjpg decodes to BGR and converts.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam import i420
+from vcam.frames import i420
 from vcam.errors import VcamError
 from vcam.native import native_stderr_to_log
 

@@ -15,8 +15,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from vcam import backgrounds
-from vcam.backgrounds import (
+from vcam.compositing import backgrounds
+from vcam.compositing.backgrounds import (
     IMAGE_EXTENSIONS,
     Background,
     BackgroundError,
@@ -26,7 +26,7 @@ from vcam.backgrounds import (
     parse_color,
 )
 from vcam.config import EFFECTS, MODELS, Settings, load_settings, picture_size_problem
-from vcam.engine import Engine, Look, look_from_settings
+from vcam.compositing.engine import Engine, Look, look_from_settings
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)

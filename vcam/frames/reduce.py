@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcam import i420
+from vcam.frames import i420
 
 
 class Reducer:

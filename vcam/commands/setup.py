@@ -20,9 +20,9 @@ from pathlib import Path
 
 from vcam.config import Settings, load_settings
 from vcam.errors import VcamError
-from vcam.output import MODPROBE_LINE
+from vcam.live.sinks import MODPROBE_LINE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODPROBE_CONF = ROOT / "config" / "v4l2loopback" / "vcam.conf"
 MODULES_LOAD_CONF = ROOT / "config" / "v4l2loopback" / "vcam-modules-load.conf"
 SERVICE_FILE = ROOT / "systemd" / "vcam.service"
@@ -206,7 +206,7 @@ def check_group() -> Check:
 
 
 def check_camera(settings: Settings) -> Check:
-    from vcam.capture import CameraSource
+    from vcam.live.capture import CameraSource
 
     source = CameraSource(settings.camera, pace=False)
     try:
@@ -222,7 +222,7 @@ def check_camera(settings: Settings) -> Check:
 
 
 def check_model(settings: Settings) -> Check:
-    from vcam.segmentation import Segmenter
+    from vcam.matting.segmenter import Segmenter
 
     try:
         seg = settings.segmentation
@@ -234,7 +234,7 @@ def check_model(settings: Settings) -> Check:
 
 def check_jpeg() -> Check:
     """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends (vcam/turbojpeg.py)."""
-    from vcam import turbojpeg
+    from vcam.frames import turbojpeg
 
     if turbojpeg.library() is not None:
         return Check(True, "libturbojpeg found (webcam MJPG decoded straight to YUV)")

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcam.backgrounds import Background, load_background, parse_color
+from vcam.compositing.backgrounds import Background, load_background, parse_color
 from vcam.config import MatteSettings, Settings
-from vcam.effects import Compositor, blur_factor
-from vcam.matte import MatteBuilder
-from vcam.reduce import Reducer
-from vcam.segmentation import Segmenter
+from vcam.compositing.compositor_bgr import Compositor, blur_factor
+from vcam.matting.matte import MatteBuilder
+from vcam.frames.reduce import Reducer
+from vcam.matting.segmenter import Segmenter
 
 
 @dataclass(frozen=True)

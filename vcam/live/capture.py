@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam import i420, mjpg
-from vcam.backgrounds import is_image_path
+from vcam.frames import i420, mjpg
+from vcam.compositing.backgrounds import is_image_path
 from vcam.config import CameraSettings
 from vcam.errors import VcamError
 
@@ -141,7 +141,7 @@ class CameraSource:
         self.is_image = bool(path) and not self.is_device and is_image_path(path)
         self.is_file = bool(path) and not self.is_device
         self._cap: cv2.VideoCapture | None = None
-        self.raw_jpeg = False  # the source hands us JPEG bytes and vcam.mjpg decodes them
+        self.raw_jpeg = False  # the source hands us JPEG bytes and vcam.frames.mjpg decodes them
         self._decoder = mjpg.MjpgDecoder()
         self._image: np.ndarray | None = None
         self.fps = float(settings.fps)
@@ -173,7 +173,7 @@ class CameraSource:
             native = cap.get(cv2.CAP_PROP_FPS)
             self.fps = native if 1 <= native <= 240 else float(self.settings.fps)
             self._cap = cap
-            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.mjpg.
+            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.frames.mjpg.
             self.raw_jpeg = mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC)) and cap.set(cv2.CAP_PROP_FORMAT, -1)
             self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
             self._decoder = mjpg.MjpgDecoder(self.size)

@@ -18,7 +18,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from vcam import i420
+from vcam.frames import i420
 from vcam.config import OutputSettings, picture_size_problem
 from vcam.errors import VcamError
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vcam.backgrounds import (
+from vcam.compositing.backgrounds import (
     Background,
     BackgroundError,
     ColorBackground,

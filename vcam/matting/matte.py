@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from vcam.config import MatteSettings
-from vcam.guided import GuidedFilter
-from vcam.reduce import Reducer
+from vcam.matting.guided import GuidedFilter
+from vcam.frames.reduce import Reducer
 
 # Grey-level changes below this are camera noise, not motion: the temporal weight stays at full there.
 MOTION_NOISE = 3

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from vcam.native import native_stderr_to_log
-from vcam.reduce import Reducer
-from vcam.segmentation import ModelError, SegmenterBase, check_signature, mask_size_for, unusable_model
+from vcam.frames.reduce import Reducer
+from vcam.matting.segmenter import ModelError, SegmenterBase, check_signature, mask_size_for, unusable_model
 
 
 def _threads() -> int:

@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 
 from vcam.config import Settings, load_settings
-from vcam.engine import Engine
+from vcam.compositing.engine import Engine
 from vcam.errors import VcamError
-from vcam.matte import MatteBuilder
-from vcam.reduce import Reducer
-from vcam.segmentation import Segmenter
+from vcam.matting.matte import MatteBuilder
+from vcam.frames.reduce import Reducer
+from vcam.matting.segmenter import Segmenter
 from vcam.testdata import testdata_path
 
 BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
@@ -266,8 +266,8 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
 
     Only the Pixabay videos and background are used: the portraits may not be redistributed.
     """
-    from vcam.backgrounds import load_background
-    from vcam.effects import Compositor
+    from vcam.compositing.backgrounds import load_background
+    from vcam.compositing.compositor_bgr import Compositor
 
     out_dir.mkdir(parents=True, exist_ok=True)
     background = load_background(str(testdata_path(*STRIP_BACKGROUND)))

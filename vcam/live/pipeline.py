@@ -25,17 +25,17 @@ from collections import deque
 import cv2
 import numpy as np
 
-from vcam import i420
-from vcam.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
+from vcam.frames import i420
+from vcam.live.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
 from vcam.config import Settings
-from vcam.effects import blur_factor
-from vcam.effects_i420 import I420Compositor
-from vcam.engine import Engine
+from vcam.compositing.compositor_bgr import blur_factor
+from vcam.compositing.compositor_i420 import I420Compositor
+from vcam.compositing.engine import Engine
 from vcam.errors import VcamError
-from vcam.live import LiveState, LiveStateHolder
-from vcam.ondemand import ReaderMonitor
-from vcam.output import OutputError, Sink, open_sink, output_size
-from vcam.placeholder import placeholder_i420
+from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.ondemand import ReaderMonitor
+from vcam.live.sinks import OutputError, Sink, open_sink, output_size
+from vcam.live.placeholder import placeholder_i420
 
 log = logging.getLogger(__name__)
 

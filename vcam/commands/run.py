@@ -18,12 +18,12 @@ import time
 
 import sdnotify
 
-from vcam.backgrounds import BackgroundError
+from vcam.compositing.backgrounds import BackgroundError
 from vcam.config import EFFECTS, Settings, load_settings
-from vcam.control import start_controls
-from vcam.engine import Look, look_from_settings
-from vcam.live import LiveState, LiveStateHolder
-from vcam.pipeline import Pipeline
+from vcam.control.server import start_controls
+from vcam.compositing.engine import Look, look_from_settings
+from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 

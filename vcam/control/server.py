@@ -241,7 +241,7 @@ def request(path: Path, action: str, args: list[str] | None = None, timeout: flo
 
 # -- `vcam ctl` -------------------------------------------------------------------------------------------------
 def register(subparsers) -> None:
-    from vcam.actions import ACTIONS, ALIASES
+    from vcam.control.actions import ACTIONS, ALIASES
     lines = [f"  {(a.name + ' ' + a.args).strip():32s} {a.help}" for a in ACTIONS.values()]
     aliases = ", ".join(f"{k} = {v}" for k, v in ALIASES.items())
     p = subparsers.add_parser(
@@ -340,9 +340,9 @@ def start_controls(pipeline: Any, holder: Any, settings: Any, loader=None) -> li
     """
     import signal
 
-    from vcam.actions import Controller
-    from vcam.hotkeys import HotkeyService
-    from vcam.reload import ConfigWatcher, install_sighup
+    from vcam.control.actions import Controller
+    from vcam.control.hotkeys import HotkeyService
+    from vcam.control.reload import ConfigWatcher, install_sighup
 
     controller = Controller(pipeline, holder, settings, loader=loader)
     controls: list = [_Stopper(controller.close, "controller")]

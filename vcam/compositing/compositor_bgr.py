@@ -14,8 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcam.backgrounds import Background, ColorBackground
-from vcam.reduce import Reducer
+from vcam.compositing.backgrounds import Background, ColorBackground
+from vcam.frames.reduce import Reducer
 
 
 def blur_factor(strength: int, height: int) -> int:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from vcam import i420, turbojpeg
+from vcam.frames import i420, turbojpeg
 
 log = logging.getLogger(__name__)
 

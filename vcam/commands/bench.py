@@ -29,10 +29,10 @@ from pathlib import Path
 import cv2
 
 from vcam.config import EFFECTS, MAX_ASPECT, MIN_SIDE, load_settings, picture_size_problem
-from vcam.engine import look_from_settings
+from vcam.compositing.engine import look_from_settings
 from vcam.errors import VcamError
-from vcam.live import LiveState, LiveStateHolder
-from vcam.pipeline import Pipeline
+from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.pipeline import Pipeline
 from vcam.testdata import testdata_path
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vcam import i420
-from vcam.backgrounds import Background, ColorBackground
-from vcam.effects import Compositor, blur_factor
+from vcam.frames import i420
+from vcam.compositing.backgrounds import Background, ColorBackground
+from vcam.compositing.compositor_bgr import Compositor, blur_factor
 
 
 class I420Compositor(Compositor):

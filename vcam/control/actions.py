@@ -14,11 +14,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vcam.backgrounds import Background, ColorBackground
+from vcam.compositing.backgrounds import Background, ColorBackground
 from vcam.config import EFFECTS, Settings
 from vcam.errors import VcamError
-from vcam.library import BackgroundLibrary, Switch, effect_for
-from vcam.live import LiveState, LiveStateHolder
+from vcam.control.library import BackgroundLibrary, Switch, effect_for
+from vcam.live.state import LiveState, LiveStateHolder
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def toggle_pause(ctl: Controller) -> dict:
 
 # -- config and status ----------------------------------------------------------------------------------------
 def reload(ctl: Controller) -> dict:
-    from vcam.reload import reload_settings
+    from vcam.control.reload import reload_settings
     reload_settings(ctl)
     return _summary(ctl)
 

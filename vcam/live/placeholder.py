@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from vcam import i420
+from vcam.frames import i420
 
 MESSAGES = {
     "unavailable": ("Camera unavailable", "vcam is retrying..."),

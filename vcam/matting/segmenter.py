@@ -21,7 +21,7 @@ import numpy as np
 
 from vcam.errors import VcamError
 from vcam.native import native_stderr_to_log
-from vcam.reduce import Reducer
+from vcam.frames.reduce import Reducer
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def Segmenter(model: str = "general", model_path: str = "", *, video: bool = Fal
               runtime: str = "mediapipe"):
     """A segmenter for `runtime` ("mediapipe" or "litert"); both have the same interface and output."""
     if runtime == "litert":
-        from vcam.runtime_litert import LiteRTSegmenter
+        from vcam.matting.runtime_litert import LiteRTSegmenter
         return LiteRTSegmenter(model, model_path, video=video)
     return MediaPipeSegmenter(model, model_path, video=video)
 
