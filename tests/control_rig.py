@@ -21,7 +21,7 @@ from vcam.live import sinks as output
 from vcam.control.actions import Controller
 from vcam.config import load_settings
 from vcam.control.server import ControlServer, request
-from vcam.compositing.engine import look_from_settings
+from vcam.compositing.look import look_from_settings
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline
 

@@ -18,7 +18,7 @@ from conftest import holds_open
 
 from vcam.live.capture import CameraSource, CaptureThread, OneSlot
 from vcam.config import load_settings
-from vcam.compositing.engine import look_from_settings
+from vcam.compositing.look import look_from_settings
 from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline

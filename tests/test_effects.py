@@ -8,7 +8,8 @@ import pytest
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
 from vcam.config import load_settings
 from vcam.compositing.compositor_bgr import lut_bounds
-from vcam.compositing.engine import Engine, Look
+from vcam.compositing.engine import Engine
+from vcam.compositing.look import Look
 
 EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
 # The model itself mislabels a little background on some portraits (its IoU is 0.962, not 1), so "behind the

@@ -16,7 +16,7 @@ from vcam.live import sinks as output
 from vcam.control.actions import Controller
 from vcam.compositing.backgrounds import BackgroundError, ImageBackground, VideoBackground
 from vcam.config import load_settings
-from vcam.compositing.engine import Look
+from vcam.compositing.look import Look
 from vcam.control.library import BackgroundLibrary, scan
 from vcam.live.state import LiveState, LiveStateHolder
 

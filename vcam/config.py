@@ -13,11 +13,11 @@ from typing import Any, get_type_hints
 
 import tomllib
 
+from vcam.compositing.effects import LIVE_EFFECTS as EFFECTS
 from vcam.errors import VcamError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
-EFFECTS = ("blur", "replace", "video", "desaturate", "transparent", "none")
 SINKS = ("virtualcam", "preview", "file", "null")
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")

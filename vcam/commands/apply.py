@@ -25,13 +25,14 @@ from vcam.compositing.backgrounds import (
     load_background,
     parse_color,
 )
-from vcam.config import EFFECTS, MODELS, Settings, load_settings, picture_size_problem
-from vcam.compositing.engine import Engine, Look, look_from_settings
+from vcam.compositing.effects import FILE_EFFECTS, takes_background
+from vcam.config import MODELS, Settings, load_settings, picture_size_problem
+from vcam.compositing.engine import Engine
+from vcam.compositing.look import Look, look_from_settings
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
 
-FILE_EFFECTS = EFFECTS + ("mask",)
 ALPHA_IMAGE_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
 
@@ -96,7 +97,7 @@ def _look(settings: Settings, effect: str, background: str | None) -> Look:
                                                background=""))
     spec = background if background is not None else settings.effect.background
     bg: Background | None = None
-    if effect in ("replace", "video"):
+    if takes_background(effect):
         if not spec:
             if effect == "video":
                 raise VcamError("--effect video needs --background VIDEO_FILE")

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 
 from vcam.config import EFFECTS, MAX_ASPECT, MIN_SIDE, load_settings, picture_size_problem
-from vcam.compositing.engine import look_from_settings
+from vcam.compositing.look import look_from_settings
 from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline

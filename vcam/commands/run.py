@@ -21,7 +21,7 @@ import sdnotify
 from vcam.compositing.backgrounds import BackgroundError
 from vcam.config import EFFECTS, Settings, load_settings
 from vcam.control.server import start_controls
-from vcam.compositing.engine import Look, look_from_settings
+from vcam.compositing.look import Look, look_from_settings
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline
 

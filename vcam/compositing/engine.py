@@ -12,38 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcam.compositing.backgrounds import Background, load_background, parse_color
+from vcam.compositing.backgrounds import Background
+from vcam.compositing.look import Look
 from vcam.config import MatteSettings, Settings
 from vcam.compositing.compositor_bgr import Compositor, blur_factor
 from vcam.matting.matte import MatteBuilder
 from vcam.frames.reduce import Reducer
 from vcam.matting.segmenter import Segmenter
-
-
-@dataclass(frozen=True)
-class Look:
-    """How to composite: the effect and what it needs. Immutable; replace it whole."""
-
-    effect: str = "blur"
-    background: Background | None = None
-    blur: int = 24
-    key_color: tuple[int, int, int] = (0, 255, 0)
-    matte: MatteSettings | None = None  # None: keep the engine's current matte settings
-
-    def with_changes(self, **changes) -> "Look":
-        return dataclasses.replace(self, **changes)
-
-
-def look_from_settings(settings: Settings, background: Background | None = None) -> Look:
-    """The Look the config asks for; loads the background named in [effect] unless one is given."""
-    eff = settings.effect
-    if background is None and eff.background and eff.name in ("replace", "video"):
-        background = load_background(eff.background)
-    key = parse_color(eff.key_color)
-    if key is None:
-        from vcam.config import ConfigError
-        raise ConfigError(f"{settings.source_files[-1]}: [effect] key_color is not a colour: {eff.key_color!r}")
-    return Look(effect=eff.name, background=background, blur=eff.blur, key_color=key, matte=settings.matte)
 
 
 @dataclass

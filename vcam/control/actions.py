@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from vcam.compositing.backgrounds import Background, ColorBackground
+from vcam.compositing.effects import takes_background
 from vcam.config import EFFECTS, Settings
 from vcam.errors import VcamError
 from vcam.control.library import BackgroundLibrary, Switch, effect_for
@@ -156,7 +157,7 @@ def _set_effect(ctl: Controller, name: str) -> dict:
     if name not in EFFECTS:
         raise ActionError(f"effect {name!r} is not one of {', '.join(EFFECTS)}")
     look = ctl.holder.get().look
-    if name in ("replace", "video"):
+    if takes_background(name):
         if look.background is None:
             # A background effect with nothing loaded: the config's [effect] background, else the library's
             # current entry, else white. Loaded on the library's loader thread, never on the frame path.

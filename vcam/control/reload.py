@@ -15,8 +15,9 @@ from pathlib import Path
 
 from inotify_simple import INotify, flags
 
+from vcam.compositing.effects import takes_background
 from vcam.config import Settings, user_config_path
-from vcam.compositing.engine import look_from_settings
+from vcam.compositing.look import look_from_settings
 from vcam.errors import VcamError
 from vcam.control.library import BackgroundLibrary, prewarm
 
@@ -56,7 +57,7 @@ def reload_settings(ctl) -> Settings:
         changes = {}
         current = state.look
         if look is not None:
-            if look.effect in ("replace", "video") and look.background is None:
+            if takes_background(look.effect) and look.background is None:
                 # Its background comes from the library (set_effect below, on the loader thread): keep
                 # what is on screen until then rather than flashing the compositor's white default.
                 current = look.with_changes(effect=current.effect, background=current.background)
@@ -74,7 +75,7 @@ def reload_settings(ctl) -> Settings:
     ctl.change(apply)
     for bg in replaced:
         ctl.library.retire(bg)
-    if look is not None and look.effect in ("replace", "video") and look.background is None:
+    if look is not None and takes_background(look.effect) and look.background is None:
         set_effect(ctl, look.effect)  # the library's entry, or white
     for listener in list(ctl.reload_listeners):
         try:

@@ -24,6 +24,7 @@ from typing import Any
 
 import tomllib
 
+from vcam.compositing.effects import takes_background
 from vcam.config import ConfigError, ControlSettings, load_settings, user_config_path
 from vcam.errors import VcamError
 
@@ -348,7 +349,7 @@ def start_controls(pipeline: Any, holder: Any, settings: Any, loader=None) -> li
     controls: list = [_Stopper(controller.close, "controller")]
     try:
         look = holder.get().look
-        if look.effect in ("replace", "video") and look.background is None and len(controller.library):
+        if takes_background(look.effect) and look.background is None and len(controller.library):
             try:  # [effect] background empty: the library's first entry
                 controller.run("effect", [look.effect])
             except VcamError as e:

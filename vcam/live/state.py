@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from vcam.compositing.engine import Look
+from vcam.compositing.look import Look
 
 
 @dataclass(frozen=True)
