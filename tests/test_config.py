@@ -1,6 +1,7 @@
 """Settings: defaults from config/default.toml, user overrides, and errors that name key and file."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -70,3 +71,40 @@ def test_cli_reports_config_error_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "blur" in proc.stderr and str(path) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("data,words", [
+    (b"[effect]\nname = 'blur' # caf\xe9\n", ["not UTF-8"]),
+    (b"[backgrounds]\npaths = " + b"[" * 2000 + b"]" * 2000 + b"\n", ["nested too deeply"]),
+    (b"# " + b"x" * (2 << 20) + b"\n", ["larger than"]),
+])
+def test_unreadable_config_text_is_one_line_naming_the_file(tmp_path, data, words):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(path) in str(err.value) and all(w in str(err.value) for w in words)
+
+
+def test_config_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # no writer: a plain open() would block for ever
+    link = tmp_path / "zero.toml"
+    link.symlink_to("/dev/zero")  # endless: a plain read() would fill the memory
+    for path in (fifo, link):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_settings(path)
+
+
+def test_cli_reports_a_latin1_config_in_one_line(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[effect]\nbackground = 'caf\xe9.jpg'\n")
+    vcam = [sys.executable, "-m", "vcam", "--config", str(path)]
+    proc = subprocess.run(vcam + ["apply", "a.jpg", "b.jpg"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "not UTF-8" in proc.stderr and str(path) in proc.stderr
+    # `vcam ctl` only needs the socket path from the file: it warns in one line and goes on
+    proc = subprocess.run(vcam + ["ctl", "status"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not UTF-8" in proc.stderr.splitlines()[0] and "not running" in proc.stderr

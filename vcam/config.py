@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -171,16 +172,36 @@ def user_config_path() -> Path:
     return Path(base) / "vcam" / "config.toml"
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few kB; anything larger is not one
+
+
 def _read_toml(path: Path) -> dict:
+    """The parsed file, or ConfigError in one line: a FIFO, a device, a huge file, bytes that are not
+    UTF-8 or nesting deep enough to exhaust the parser's recursion must never hang or crash the daemon."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        with open(path, "rb", opener=_open_nonblocking) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{path}: not a regular file")
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} kB, not a settings file")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def _open_nonblocking(name: str, flags: int) -> int:
+    """open() that cannot block on a FIFO with no writer (the regular-file check comes right after)."""
+    return os.open(name, flags | os.O_NONBLOCK)
 
 
 _PY_TYPES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
