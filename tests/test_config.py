@@ -1,6 +1,7 @@
 """Settings: defaults from config/default.toml, user overrides, and errors that name key and file."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -108,3 +109,50 @@ def test_cli_reports_a_latin1_config_in_one_line(tmp_path):
                           env={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "not UTF-8" in proc.stderr.splitlines()[0] and "not running" in proc.stderr
+
+
+# Every bounded key with the bounds that keep vcam working, written down here independently of config.py:
+# widening one (temporal 1.0 freezes the matte, a terabyte request limit, a 100000 px guide) must fail.
+BOUNDS = {
+    "camera.width": (16, 7680), "camera.height": (16, 4320), "camera.fps": (1, 240),
+    "output.width": (0, 7680), "output.height": (0, 4320), "output.fps": (1, 120),
+    "segmentation.interval": (1, 4),
+    "matte.threshold": (0.0, 1.0), "matte.edge_width": (0.0, 1.0), "matte.feather": (0, 64),
+    "matte.temporal": (0.0, 0.95), "matte.motion": (0, 255), "matte.refine_size": (64, 1080),
+    "matte.refine_radius": (1, 32), "matte.refine_eps": (0.0, 1.0),
+    "effect.blur": (1, 200), "daemon.idle_fps": (1, 30),
+    "control.max_request_bytes": (64, 1048576), "control.client_timeout": (0.1, 60.0),
+}
+
+
+def test_every_bounded_key_is_listed_with_its_bounds():
+    settings = load_settings(use_user_config=False)
+    bounded = set()
+    for section in dataclasses.fields(settings):
+        value = getattr(settings, section.name)
+        if dataclasses.is_dataclass(value):
+            bounded |= {f"{section.name}.{f.name}" for f in dataclasses.fields(value) if "range" in f.metadata}
+    assert bounded == set(BOUNDS)
+
+
+@pytest.mark.parametrize("key", sorted(BOUNDS))
+def test_each_bound_is_where_it_should_be(tmp_path, key):
+    section, name = key.split(".")
+    lo, hi = BOUNDS[key]
+    step = 0.01 if isinstance(lo, float) else 1
+    # picture sides are also bound by the 16:1 rule: give the other side a size that lets this one reach
+    # its own bounds (0 means "the camera's size")
+    other = {"width": "height", "height": "width"}.get(name) if section in ("camera", "output") else None
+    path = tmp_path / "c.toml"
+
+    def load(value):
+        extra = f"{other} = 0" if other and section == "output" else f"{other} = 480" if other else ""
+        path.write_text(f"[{section}]\n{name} = {value!r}\n{extra}\n")
+        return load_settings(path)
+
+    for ok in (lo, hi):
+        if not other:
+            assert getattr(getattr(load(ok), section), name) == ok
+    for bad in (lo - step, hi + step):
+        with pytest.raises(ConfigError, match=name):
+            load(round(bad, 2))
