@@ -1,6 +1,6 @@
 """Shared fixtures: the real test data (through vcam.testdata) and helpers to need it.
 
-Tests that need ../shared/testdata skip with a reason when it is absent, except under CI=true,
+Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty value),
 where missing data is a failure: CI must never go green by skipping the real-data tests.
 """
 from __future__ import annotations
@@ -14,24 +14,24 @@ from vcam.testdata import testdata_path
 
 
 def require_path(*parts: str) -> Path:
-    """The test data file or folder, or skip (fail under CI=true) if it is missing."""
+    """The test data file or folder, or skip (fail under CI) if it is missing."""
     path = testdata_path(*parts)
     if not path.exists():
         message = f"test data missing: {path} (set VCAM_TESTDATA to the shared testdata folder)"
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return path
 
 
 def require_tool(name: str) -> str:
-    """An executable on PATH, or skip (fail under CI=true)."""
+    """An executable on PATH, or skip (fail under CI)."""
     import shutil
 
     found = shutil.which(name)
     if not found:
         message = f"{name} is not installed (CI installs it; locally: apt-get install {name})"
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return found

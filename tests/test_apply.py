@@ -260,3 +260,29 @@ def test_output_directory_missing(tmp_path, portrait):
 
 def test_transparent_needs_alpha_format(tmp_path, portrait):
     assert_clean_error(vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "transparent"), "o.jpg")
+
+
+def test_blur_option_sets_the_strength(tmp_path, portrait):
+    bg = background_region(portrait[1])
+    original = cv2.imread(str(portrait[0])).astype(np.float32)
+    change = {}  # how far the background moved from the original: more the stronger the blur
+    for strength in ("2", None, "80"):  # None: the config's 24
+        out = tmp_path / f"blur{strength}.png"
+        extra = ["--blur", strength] if strength else []
+        assert vcam("apply", portrait[0], out, "--effect", "blur", *extra).returncode == 0
+        change[strength] = float(np.abs(cv2.imread(str(out)) - original)[bg].mean())
+    assert change["2"] < change[None] < change["80"], change
+
+
+def test_model_option_picks_the_model(tmp_path, portrait):
+    truth = cv2.imread(str(portrait[1]), cv2.IMREAD_GRAYSCALE) > 127
+    mattes = {}
+    for model in ("general", "landscape"):
+        out = tmp_path / f"{model}.png"
+        assert vcam("apply", portrait[0], out, "--effect", "mask", "--model", model).returncode == 0
+        mattes[model] = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+        person = mattes[model] >= 128
+        assert (person & truth).sum() / (person | truth).sum() > 0.9, model
+    # two models see the picture differently: thousands of edge pixels differ, not a rounding difference
+    differ = (np.abs(mattes["general"].astype(int) - mattes["landscape"]) > 32).sum()
+    assert differ > 1000, differ

@@ -179,7 +179,7 @@ def require_turbojpeg() -> None:
     """libturbojpeg, or skip; under CI=true (which installs libturbojpeg0) its absence is a failure, or the
     fast path would go untested."""
     if turbojpeg.library() is None:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI"):
             pytest.fail("libturbojpeg is missing under CI: MJPG-to-planes would go untested")
         pytest.skip("libturbojpeg is not installed (apt-get install libturbojpeg0)")
 

@@ -6,7 +6,6 @@ target and renamed into place, so a failure never leaves a half-written file beh
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from vcam.compositing.effects import FILE_EFFECTS, takes_background
 from vcam.config import MODELS, Settings, load_settings, picture_size_problem
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look, look_from_settings
+from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
@@ -141,18 +141,6 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError(str(e)) from None
 
 
-@contextlib.contextmanager
-def atomic_output(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target` (same extension) that is renamed to `target` on success only."""
-    tmp = target.with_name(f".{target.stem}.vcam-partial{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 # -- images -----------------------------------------------------------------------------------------------
 def render_image(engine: Engine, image: np.ndarray, look: Look) -> np.ndarray:
     """What `vcam apply` writes for one still: composited BGR, BGRA (transparent) or the matte (mask)."""
@@ -173,14 +161,27 @@ def _apply_image(engine: Engine, source: Path, target: Path, look: Look) -> None
     image = read_image(source)
     _check_size(source, image.shape[1], image.shape[0])
     out = render_image(engine, image, look)
+    ok, encoded = cv2.imencode(target.suffix, out)
+    if not ok:
+        raise InputError(f"{target}: could not encode the output image")
     with atomic_output(target) as tmp:
-        if not cv2.imwrite(str(tmp), out):
-            raise InputError(f"{target}: could not write the output image")
+        write_bytes(tmp, encoded.tobytes())
     log.info("wrote %s", target)
 
 
 def _output_name(source: Path, effect: str) -> str:
     return source.stem + ".png" if effect in ("transparent", "mask") else source.name
+
+
+def _refuse_name_collisions(images: list[Path], effect: str, target: Path) -> None:
+    """Two inputs that would write one output (photo.jpg and photo.png -> photo.png) are refused up front."""
+    seen: dict[str, Path] = {}
+    for path in images:
+        name = _output_name(path, effect)
+        if name in seen:
+            raise InputError(f"{seen[name].name} and {path.name} would both be written to {target / name}; "
+                             f"rename one of them")
+        seen[name] = path
 
 
 def _apply_directory(source: Path, target: Path, settings: Settings, look: Look) -> int:
@@ -189,6 +190,7 @@ def _apply_directory(source: Path, target: Path, settings: Settings, look: Look)
     images = sorted(p for p in source.iterdir() if p.is_file() and is_image_path(p))
     if not images:
         raise InputError(f"{source}: no images in this directory")
+    _refuse_name_collisions(images, look.effect, target)
     from tqdm import tqdm
 
     failed = 0
@@ -196,7 +198,7 @@ def _apply_directory(source: Path, target: Path, settings: Settings, look: Look)
         for path in tqdm(images, desc="images", unit="img", disable=None):
             try:
                 _apply_image(engine, path, target / _output_name(path, look.effect), look)
-            except InputError as e:  # one bad file must not lose the rest of the batch
+            except (InputError, OutputWriteError) as e:  # one bad file must not lose the rest of the batch
                 log.error("%s", e)
                 failed += 1
     if failed:
@@ -218,11 +220,13 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     h, w = frame.shape[:2]
+    index = 0
     from tqdm import tqdm
 
     try:
         _check_size(source, w, h)  # inside the try: the capture is released either way
-        with atomic_output(target) as tmp, Engine(settings, video=True) as engine:
+        with atomic_output(target, check=lambda p: _video_problem(p, index)) as tmp, \
+                Engine(settings, video=True) as engine:
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, (w, h))
             if not writer.isOpened():
                 raise InputError(f"{target}: cannot write a {ext} video here")
@@ -248,3 +252,19 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
         cap.release()
     log.info("wrote %s (%d frames, %.2f fps, %dx%d)", target, index, fps, w, h)
     return 0
+
+
+def _video_problem(path: Path, frames: int) -> str | None:
+    """Why the video just written does not play back with all its frames (a full disk truncates it
+    silently inside FFmpeg), or None."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened() or not cap.read()[0]:
+            return "the written video does not play back (is the disk full?)"
+        written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if written and written < frames:
+            return f"only {written} of {frames} frames were written (is the disk full?)"
+    finally:
+        cap.release()
+    return None
+
