@@ -213,6 +213,7 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
     if ext not in VIDEO_CODECS:
         raise InputError(f"{target}: video output must be one of {', '.join(sorted(VIDEO_CODECS))}")
     cap = cv2.VideoCapture(str(source))
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # a phone clip's display rotation: upright, as players show it
     ok, frame = cap.read() if cap.isOpened() else (False, None)
     if not ok:
         cap.release()
