@@ -7,13 +7,16 @@ a reused buffer and loop at their end.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from vcam.frames import i420
+from vcam.frames.image_size import image_size
 from vcam.errors import VcamError
 from vcam.native import native_stderr_to_log
 
@@ -46,14 +49,44 @@ def _is_truncated(data: bytes) -> bool:
     return False
 
 
-def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """Decode an image file, refusing missing, non-image and truncated files with a one-line error."""
+# Limits on what is read: a picture vcam can use is a few tens of MB and under 64 megapixels (8000x8000);
+# anything beyond would take gigabytes to decode (a decompression bomb) or never end (/dev/zero).
+MAX_IMAGE_BYTES = 256 << 20
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why `path` is not a regular file that can be read (a FIFO, a device, a directory), or None."""
     try:
-        data = path.read_bytes()
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ImageFileError(f"{path}: file not found") from None
+        return "file not found"
+    except OSError as e:
+        return f"cannot read ({e.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a directory, expected a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device)"
+    return None
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decode an image file, refusing missing, non-regular, oversized, non-image and truncated files
+    with a one-line error; the header's pixel size is checked before anything is decoded."""
+    problem = regular_file_problem(path)
+    if problem:
+        raise ImageFileError(f"{path}: {problem}")
+    try:
+        with open(path, "rb", opener=lambda name, fl: os.open(name, fl | os.O_NONBLOCK)) as f:
+            data = f.read(MAX_IMAGE_BYTES + 1)
     except OSError as e:
         raise ImageFileError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageFileError(f"{path}: larger than {MAX_IMAGE_BYTES >> 20} MB, too large for a picture")
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageFileError(f"{path}: {size[0]}x{size[1]} is too large (at most "
+                             f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels)")
     with native_stderr_to_log():  # libjpeg/libpng print their own complaints about bad files
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
     if image is None:
@@ -137,14 +170,22 @@ class ColorBackground(Background):
         return self._buf
 
 
+MAX_BACKGROUND_SIDE = 3840  # the largest side kept of a background image (4K UHD)
+
+
 class ImageBackground(Background):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = str(path)
         try:
-            self.image = read_image(path)
+            image = read_image(path)
         except ImageFileError as e:
             raise BackgroundError(f"cannot use as background: {e}") from None
+        # only this copy is kept: a 50-megapixel photo costs its 4K cover, not 150 MB while shown
+        h, w = image.shape[:2]
+        scale = min(1.0, MAX_BACKGROUND_SIDE / max(w, h))
+        self.image = image if scale == 1.0 else cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         self._cached: np.ndarray | None = None
 
     def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
@@ -243,6 +284,9 @@ def load_background(spec: str) -> Background:
                               f"(use an image/video path, a name like 'white', '#00ff00' or '0,128,255')")
     if path.is_dir():
         raise BackgroundError(f"{path}: background is a directory, expected an image or video file")
+    problem = regular_file_problem(path)  # a FIFO would block the loader, /dev/zero never end
+    if problem:
+        raise BackgroundError(f"{path}: cannot use as background: {problem}")
     if is_video_path(path):
         return VideoBackground(path)
     return ImageBackground(path)
