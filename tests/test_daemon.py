@@ -321,3 +321,51 @@ def test_bad_effect_option_names_the_option(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "--effect" in err and "bogus" in err and "blur" in err and "<override>" not in err and "\n" not in err
+
+
+def _status(sent: int, dead: list[str] | None = None) -> dict:
+    return {"fps": 30.0, "effect": "blur", "camera": "ok", "on_demand": "off", "paused": False,
+            "frames_sent": sent, "dead_threads": dead or []}
+
+
+def test_watchdog_is_fed_only_while_frames_leave_and_every_stage_lives():
+    from vcam.commands.run import Watchdog
+    gate = Watchdog()
+    fed = [("WATCHDOG=1" in gate.message(s)) for s in (
+        _status(10), _status(40), _status(40), _status(70), _status(100, ["vcam-compositor"]),
+        _status(130, ["vcam-compositor"]), _status(160, ["vcam-capture"]))]
+    assert fed == [True, True, False, True, False, False, False]
+
+
+def test_watchdog_stops_while_the_output_is_stalled(shim, desk_video, tmp_path, daemon_guard):
+    fake = FakeCam(tmp_path)
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(10)
+    config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
+    proc = start_daemon(config, {**fake.env(shim), "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"})
+    daemon_guard.append(proc)
+
+    def pings(seconds: float) -> int:
+        """WATCHDOG=1 messages in the next `seconds` (the daemon checks every 0.5 s)."""
+        count, deadline = 0, time.monotonic() + seconds
+        notify.settimeout(0.1)
+        while time.monotonic() < deadline:
+            try:
+                count += "WATCHDOG=1" in notify.recv(4096).decode()
+            except TimeoutError:
+                pass
+        return count
+
+    fake.wait_writes(10, timeout=30)
+    assert pings(2.0) >= 3
+    (tmp_path / "stall").touch()  # the device's write() now blocks: nothing leaves
+    pings(0.6)  # a tick already under way may still count the last frames
+    # pyvirtualcam holds the GIL inside write(), so a wedged device freezes the status loop too: either
+    # way no ping reaches systemd, which restarts vcam after WatchdogSec
+    assert pings(3.0) == 0
+    (tmp_path / "stall").unlink()
+    assert pings(2.0) >= 3
+    elapsed, rc, err = stop_daemon(proc)
+    assert rc == 0 and "Traceback" not in err

@@ -9,6 +9,8 @@
  *                     frame.raw (the latest frame written), writes.log (one "<CLOCK_MONOTONIC ns> <bytes>"
  *                     line per write)
  *   FAKE_V4L2_ERRNO   optional: make open() of the device fail with this errno (e.g. 13 = EACCES)
+ * A file named "stall" in FAKE_V4L2_DIR makes write() to the device block until it is removed (a wedged
+ * driver or a full pipe), so tests can see what the daemon does when its output stops.
  * Every other path and fd goes straight to libc.
  */
 #define _GNU_SOURCE
@@ -121,6 +123,9 @@ int ioctl(int fd, unsigned long request, ...) {
 ssize_t write(int fd, const void *buf, size_t count) {
     init();
     if (fd < 0 || fd != fake_fd) return real_write(fd, buf, count);
+    char stall[4096];
+    record_path(stall, sizeof stall, "stall");
+    while (access(stall, F_OK) == 0) usleep(10000);
     pthread_mutex_lock(&lock);
     if (frame_fd >= 0) pwrite(frame_fd, buf, count, 0);
     if (log_fd >= 0) {

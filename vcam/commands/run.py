@@ -79,6 +79,25 @@ def status_line(status: dict) -> str:
     return ", ".join(bits)
 
 
+class Watchdog:
+    """The sd_notify message for each status tick: WATCHDOG=1 only while frames leave and every stage
+    thread lives, so systemd restarts a wedged or half-dead pipeline instead of trusting a live process."""
+
+    def __init__(self) -> None:
+        self._sent_before = -1
+        self._dead_before: list[str] = []
+
+    def message(self, status: dict) -> str:
+        message = f"STATUS={status_line(status)}"
+        dead = status["dead_threads"]
+        if dead and dead != self._dead_before:
+            log.error("pipeline thread(s) ended: %s; no more watchdog pings, so systemd restarts vcam",
+                      ", ".join(dead))
+        if status["frames_sent"] != self._sent_before and not dead:
+            message += "\nWATCHDOG=1"
+        self._sent_before, self._dead_before = status["frames_sent"], dead
+        return message
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     holder = LiveStateHolder(LiveState(look=startup_look(settings), mirror=settings.output.mirror))
@@ -104,19 +123,9 @@ def run(args: argparse.Namespace) -> int:
                  holder.get().look.effect)
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         interval = min(STATUS_INTERVAL_S, watchdog_usec / 2e6) if watchdog_usec else STATUS_INTERVAL_S
-        sent_before = -1
-        dead_before: list[str] = []
+        watchdog = Watchdog()
         while not stop.wait(interval):
-            status = pipeline.status()
-            message = f"STATUS={status_line(status)}"
-            dead = status["dead_threads"]
-            if dead and dead != dead_before:
-                log.error("pipeline thread(s) ended: %s; no more watchdog pings, so systemd restarts vcam",
-                          ", ".join(dead))
-            if status["frames_sent"] != sent_before and not dead:  # every stage alive, the output sending
-                message += "\nWATCHDOG=1"
-            sent_before, dead_before = status["frames_sent"], dead
-            notifier.notify(message)
+            notifier.notify(watchdog.message(pipeline.status()))
     finally:
         notifier.notify("STOPPING=1")
         t0 = time.perf_counter()
