@@ -13,7 +13,7 @@ from conftest import require_path
 from control_rig import SIZE, RecordingSink, Rig
 
 from vcam.live import sinks as output
-from vcam.control.actions import Controller
+from vcam.control.actions import ActionError, Controller
 from vcam.compositing.backgrounds import BackgroundError, ImageBackground, VideoBackground
 from vcam.config import load_settings
 from vcam.compositing.look import Look
@@ -85,14 +85,15 @@ def test_empty_or_undecodable_library_falls_back_to_blur(tmp_path):
             result = ctl.run("next-background")
             assert result["effect"] == "blur" and "blur" in result["note"]
             assert holder.get().look.effect == "blur"
-            # A background effect with nothing to show: white (the config's documented fallback) or refused.
-            reply_effect = None
-            try:
-                reply_effect = ctl.run("effect", ["replace"])["effect"]
-            except Exception as e:  # noqa: BLE001
-                assert "decoded" in str(e)
+            # A background effect with nothing to show: white (the config's documented fallback) for an
+            # empty library; refused, staying on blur, when every file in it fails to decode.
             if not paths:
-                assert reply_effect == "replace" and holder.get().look.background.label == "white"
+                assert ctl.run("effect", ["replace"])["effect"] == "replace"
+                assert holder.get().look.background.label == "white"
+            else:
+                with pytest.raises(ActionError, match="can be decoded; staying on blur"):
+                    ctl.run("effect", ["replace"])
+                assert holder.get().look.effect == "blur" and holder.get().look.background is None
         finally:
             ctl.close()
 
