@@ -8,16 +8,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import sys
+from importlib import resources
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 from vcam.compositing.effects import LIVE_EFFECTS as EFFECTS
 from vcam.errors import VcamError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+# Shipped inside the package (vcam/data/, links to config/ in a checkout), so a wheel install finds it too.
+DEFAULT_CONFIG = Path(str(resources.files("vcam") / "data" / "default.toml"))
 
 SINKS = ("virtualcam", "preview", "file", "null")
 MODELS = ("general", "landscape")

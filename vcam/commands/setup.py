@@ -16,16 +16,18 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from vcam.config import Settings, load_settings
 from vcam.errors import VcamError
+from vcam.matting import model_cache
 from vcam.live.sinks import MODPROBE_LINE
 
-ROOT = Path(__file__).resolve().parents[2]
-MODPROBE_CONF = ROOT / "config" / "v4l2loopback" / "vcam.conf"
-MODULES_LOAD_CONF = ROOT / "config" / "v4l2loopback" / "vcam-modules-load.conf"
-SERVICE_FILE = ROOT / "systemd" / "vcam.service"
+DATA = Path(str(resources.files("vcam") / "data"))  # shipped in the package: works from a wheel too
+MODPROBE_CONF = DATA / "v4l2loopback" / "vcam.conf"
+MODULES_LOAD_CONF = DATA / "v4l2loopback" / "vcam-modules-load.conf"
+SERVICE_FILE = DATA / "vcam.service"
 SYS_MODULE = Path("/sys/module/v4l2loopback")
 INSTALL_HINT = ("install the module: Debian/Ubuntu `sudo apt install v4l2loopback-dkms`, "
                 "Fedora `sudo dnf install v4l2loopback` (RPM Fusion), Arch `sudo pacman -S v4l2loopback-dkms`")
@@ -44,6 +46,12 @@ def register(subparsers) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     p.add_argument("--service", action="store_true",
                    help="also install the systemd user service (run without sudo) instead of the module steps")
+    p.add_argument("--models", action="store_true",
+                   help="download the selfie-segmentation models into vcam's cache (~/.cache/vcam/models), "
+                        "where no installed mediapipe ships them (Python 3.13+, aarch64); run without sudo")
+    p.add_argument("--models-from", metavar="WHEEL",
+                   help="with --models: take them from this mediapipe 0.10.21 wheel (a path or URL) instead "
+                        "of PyPI, e.g. one `pip download mediapipe==0.10.21 --no-deps` fetched")
     p.set_defaults(func=run_setup)
     d = subparsers.add_parser("doctor", help="check camera, virtual camera, permissions, model and display",
                               description="Check the whole chain and print what to fix, one line per problem. "
@@ -84,6 +92,8 @@ def vcam_executable() -> str:
 
 
 def run_setup(args: argparse.Namespace) -> int:
+    if args.models or args.models_from:
+        return _setup_models(args.models_from, args.dry_run)
     if args.service:
         return _setup_service(args.dry_run)
     if shutil.which("modinfo") and subprocess.run(["modinfo", "v4l2loopback"], capture_output=True).returncode:
@@ -105,6 +115,23 @@ def run_setup(args: argparse.Namespace) -> int:
         return 0
     print("done: /dev/video10 \"Virtual Camera\" is configured and loads at boot. "
           "If you were added to the video group, log out and in again. Check with `vcam doctor`.")
+    return 0
+
+
+def _setup_models(source: str | None, dry_run: bool) -> int:
+    """Fill the model cache unless an installed mediapipe or the cache already has verified copies."""
+    found = {name: model_cache.installed_model(name) for name in model_cache.MODELS}
+    if all(found.values()):
+        for name, (path, origin) in found.items():
+            print(f"model {name}: {path} ({origin}, checksum verified)")
+        return 0
+    where = source or model_cache.WHEEL_URL
+    print(f"+ download {where}, verify its sha256 and extract the selfie models into {model_cache.cache_dir()}")
+    if dry_run:
+        print("dry run: nothing was downloaded")
+        return 0
+    for name, path in model_cache.fetch_models(source_url=where).items():
+        print(f"model {name}: {path} (cache, checksum verified)")
     return 0
 
 
