@@ -15,6 +15,7 @@ import tomllib
 
 from vcam.compositing.effects import LIVE_EFFECTS as EFFECTS
 from vcam.errors import VcamError
+from vcam.hotkey_grammar import combination, validate_hotkey
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -112,13 +113,8 @@ class DaemonSettings:
     idle_fps: int = field(metadata=_range(1, 30))
 
 
-def _check_hotkey(value: str) -> None:
-    from vcam.control.hotkeys import validate_hotkey  # late: hotkeys imports config
-    validate_hotkey(value)
-
-
 def _hotkey() -> dict:
-    return {"check": _check_hotkey}
+    return {"check": validate_hotkey}
 
 
 @dataclass(frozen=True)
@@ -223,7 +219,6 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
 
 def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
     """Two actions on one combination: only one of them would ever fire, so refuse it."""
-    from vcam.control.hotkeys import combination
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
         combo = getattr(hotkeys, f.name)
