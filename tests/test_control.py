@@ -25,10 +25,12 @@ from control_rig import (  # noqa: F401
     sharpness,
 )
 
-from vcam.control.actions import ACTIONS
 from vcam.cli import main
 from vcam.config import load_settings
-from vcam.control.server import ControlServer, socket_path
+from vcam.control.actions import HANDLERS
+from vcam.control.catalog import ACTIONS
+from vcam.control.client import socket_path
+from vcam.control.server import ControlServer
 from vcam.errors import VcamError
 from vcam.live.placeholder import placeholder
 
@@ -155,6 +157,7 @@ def test_status_reports_the_running_daemon(rig):
 
 def test_every_action_is_served(rig):
     """Each named action answers over the socket (the ones above check what they do)."""
+    assert HANDLERS.keys() == ACTIONS.keys()  # the catalog and the handlers name the same actions
     args = {"effect": ["blur"], "background": ["1"]}
     for name in ACTIONS:
         if name == "reload":
@@ -294,8 +297,8 @@ def test_vcam_ctl_prints_and_exits_by_outcome(rig, capsys):
 
 def test_vcam_ctl_against_a_daemon_that_does_not_answer_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     """Something accepts on the socket but never replies (a hung daemon), or hangs up without a reply."""
-    import vcam.control.server as control
-    monkeypatch.setattr(control, "REPLY_TIMEOUT_S", 0.5)
+    import vcam.control.client as client
+    monkeypatch.setattr(client, "REPLY_TIMEOUT_S", 0.5)
     path = tmp_path / "hung.sock"
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))

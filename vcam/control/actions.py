@@ -1,8 +1,9 @@
-"""The one set of named actions every control path calls: hotkeys, `vcam ctl`, SIGHUP, config watching.
+"""The actions every control path runs (hotkeys, `vcam ctl`, SIGHUP, config watching), so that each
+change is made one way and reaches the next frame whole.
 
 Each action turns the current LiveState into a new one inside `LiveStateHolder.update`, so the worker,
 which reads the state once per frame, sees either all of a change or none of it. Background switches
-load on the library's loader thread and swap from there. Actions are serialised by one lock, so two
+load on the library's loader thread and swap from there. One lock serialises the actions, so two
 clients pressing at once can't interleave half-changes.
 """
 from __future__ import annotations
@@ -11,43 +12,40 @@ import dataclasses
 import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable, Protocol
 
 from vcam.compositing.backgrounds import Background, ColorBackground
-from vcam.compositing.effects import takes_background
-from vcam.config import EFFECTS, Settings
-from vcam.errors import VcamError
+from vcam.compositing.effects import LIVE_EFFECTS, takes_background
+from vcam.config import Settings, load_settings
+from vcam.control.catalog import (
+    BLUR_STEP,
+    EDGE_STEP,
+    EFFECT_CYCLE,
+    ActionError,
+    find_action,
+)
 from vcam.control.library import BackgroundLibrary, Switch, effect_for
+from vcam.control.reload import reload_settings
+from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 
 log = logging.getLogger(__name__)
 
-# next/previous effect walk this ring; "replace" stands for "show the background" (image, colour or video).
-EFFECT_CYCLE = ("blur", "replace", "desaturate", "transparent", "none")
-BLUR_STEP = 1.5  # blur stronger/weaker multiplies/divides the radius: even steps to the eye
-EDGE_STEP = 0.1  # matte edge_width per softer/harder step (confidence units)
 LOAD_TIMEOUT_S = 10.0
 
 
-class ActionError(VcamError):
-    """The daemon refused an action (unknown name, bad argument, undecodable background, invalid config)."""
+class LivePipeline(Protocol):
+    """What the control paths use of the running pipeline."""
 
+    def status(self) -> dict: ...
 
-@dataclass(frozen=True)
-class Action:
-    name: str
-    func: Callable[..., Any]
-    args: str  # usage of the arguments, "" for none
-    help: str
-    min_args: int = 0
-    max_args: int = 0
+    def reconfigure(self, settings: Settings) -> None: ...
 
 
 class Controller:
     """What the actions act on: the running pipeline, the live state, the library and the settings."""
 
-    def __init__(self, pipeline: Any, holder: LiveStateHolder, settings: Settings,
+    def __init__(self, pipeline: LivePipeline, holder: LiveStateHolder, settings: Settings,
                  loader: Callable[[], Settings] | None = None) -> None:
         self.pipeline = pipeline
         self.holder = holder
@@ -63,7 +61,6 @@ class Controller:
         self._lock = threading.RLock()
 
     def _load_file(self) -> Settings:
-        from vcam.config import load_settings
         return load_settings(self.config_path)
 
     def frame_size(self) -> tuple[int, int]:
@@ -76,20 +73,17 @@ class Controller:
             pass
         return self.settings.camera.width, self.settings.camera.height
 
-    def run(self, name: str, args: list[str] | tuple[str, ...] = ()) -> Any:
+    def run(self, name: str, args: list[str] | tuple[str, ...] = ()) -> dict:
         """Run action `name`; ActionError if it is unknown, misused or refused."""
-        action = ACTIONS.get(ALIASES.get(name, name))
-        if action is None:
-            raise ActionError(f"unknown action {name!r} (known: {', '.join(ACTIONS)})")
+        spec = find_action(name)
         args = list(args)
-        if not action.min_args <= len(args) <= action.max_args or not all(isinstance(a, str) for a in args):
-            usage = f"{action.name} {action.args}".strip()
-            raise ActionError(f"{action.name}: wrong arguments {args!r} (usage: {usage})")
-        if action.name == "status":  # read-only: answer even while a switch is loading
-            return action.func(self)
+        spec.check_args(args)
+        handler = HANDLERS[spec.name]
+        if spec.name == "status":  # read-only: answer even while a switch is loading
+            return handler(self)
         with self._lock:
             try:
-                return action.func(self, *args)
+                return handler(self, *args)
             except ActionError:
                 raise
             except VcamError as e:
@@ -154,8 +148,8 @@ def _summary(ctl: Controller) -> dict:
 # -- effects --------------------------------------------------------------------------------------------------
 def _set_effect(ctl: Controller, name: str) -> dict:
     name = name.strip().lower()
-    if name not in EFFECTS:
-        raise ActionError(f"effect {name!r} is not one of {', '.join(EFFECTS)}")
+    if name not in LIVE_EFFECTS:
+        raise ActionError(f"effect {name!r} is not one of {', '.join(LIVE_EFFECTS)}")
     look = ctl.holder.get().look
     if takes_background(name):
         if look.background is None:
@@ -290,7 +284,6 @@ def toggle_pause(ctl: Controller) -> dict:
 
 # -- config and status ----------------------------------------------------------------------------------------
 def reload(ctl: Controller) -> dict:
-    from vcam.control.reload import reload_settings
     reload_settings(ctl)
     return _summary(ctl)
 
@@ -311,25 +304,23 @@ def status(ctl: Controller) -> dict:
     return result
 
 
-ACTIONS: dict[str, Action] = {a.name: a for a in [
-    Action("next-effect", next_effect, "", "next effect: " + " > ".join(EFFECT_CYCLE)),
-    Action("previous-effect", previous_effect, "", "previous effect"),
-    Action("effect", effect, "NAME", "set the effect: " + ", ".join(EFFECTS), 1, 1),
-    Action("next-background", next_background, "", "next background of the library"),
-    Action("previous-background", previous_background, "", "previous background of the library"),
-    Action("background", background, "N|PATH|COLOUR", "show library entry N (from 1), a file or a colour", 1, 1),
-    Action("blur-stronger", blur_stronger, "", f"blur radius x{BLUR_STEP}"),
-    Action("blur-weaker", blur_weaker, "", f"blur radius /{BLUR_STEP}"),
-    Action("edge-softer", edge_softer, "", f"widen the matte's soft edge by {EDGE_STEP}"),
-    Action("edge-harder", edge_harder, "", f"narrow the matte's soft edge by {EDGE_STEP}"),
-    Action("mirror", mirror, "[on|off|toggle]", "mirror the picture", 0, 1),
-    Action("toggle-mirror", toggle_mirror, "", "mirror on/off"),
-    Action("pause", pause, "", "privacy: send a still placeholder, release the camera"),
-    Action("resume", resume, "", "back to the camera"),
-    Action("toggle-pause", toggle_pause, "", "pause or resume"),
-    Action("reload", reload, "", "re-read the config file (as SIGHUP does)"),
-    Action("status", status, "", "effect, background, fps, latency, camera and on-demand state"),
-]}
-
-ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background", "previous-bg": "previous-background",
-           "prev-effect": "previous-effect", "bg": "background"}
+# What each action of the catalog runs (tests/test_control.py checks the two name the same actions).
+HANDLERS: dict[str, Callable[..., dict]] = {
+    "next-effect": next_effect,
+    "previous-effect": previous_effect,
+    "effect": effect,
+    "next-background": next_background,
+    "previous-background": previous_background,
+    "background": background,
+    "blur-stronger": blur_stronger,
+    "blur-weaker": blur_weaker,
+    "edge-softer": edge_softer,
+    "edge-harder": edge_harder,
+    "mirror": mirror,
+    "toggle-mirror": toggle_mirror,
+    "pause": pause,
+    "resume": resume,
+    "toggle-pause": toggle_pause,
+    "reload": reload,
+    "status": status,
+}

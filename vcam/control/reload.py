@@ -1,8 +1,9 @@
-"""Config hot reload: re-read the config, apply only what changed, keep the old config if the new is invalid.
+"""Config hot reload, so a config change reaches the stream without restarting it, and a broken
+config never replaces a working one.
 
 SIGHUP, `vcam ctl reload` and saving the file (watched with inotify) all end in the `reload` action,
-which calls `reload_settings`. The stream never restarts: look changes are one LiveState swap, camera
-or output changes go to `pipeline.reconfigure`, which reopens only that stage.
+which calls `reload_settings`: look changes are one LiveState swap, camera or output changes go to
+`pipeline.reconfigure`, which reopens only that stage.
 """
 from __future__ import annotations
 
@@ -12,23 +13,56 @@ import select
 import signal
 import threading
 from pathlib import Path
+from typing import Callable, Protocol
 
 from inotify_simple import INotify, flags
 
 from vcam.compositing.effects import takes_background
-from vcam.config import Settings, user_config_path
 from vcam.compositing.look import look_from_settings
-from vcam.errors import VcamError
+from vcam.config import Settings, user_config_path
+from vcam.control.catalog import ActionError
 from vcam.control.library import BackgroundLibrary, prewarm
+from vcam.errors import VcamError
+from vcam.live.state import LiveState
 
 log = logging.getLogger(__name__)
 
 
-def reload_settings(ctl) -> Settings:
-    """Load the config again and apply it to `ctl` (an actions.Controller); ActionError if rejected."""
-    from vcam.control.actions import ActionError
-    from vcam.control.actions import effect as set_effect
+class Reconfigurable(Protocol):
+    """The pipeline, which reopens only the stages whose settings changed."""
 
+    def reconfigure(self, settings: Settings) -> None: ...
+
+
+class ReloadTarget(Protocol):
+    """What a reload changes (an actions.Controller)."""
+
+    settings: Settings
+    library: BackgroundLibrary
+    reload_listeners: list[Callable[[Settings], None]]
+
+    @property
+    def pipeline(self) -> Reconfigurable: ...
+
+    def load_settings(self) -> Settings: ...
+
+    def frame_size(self) -> tuple[int, int]: ...
+
+    def change(self, fn: Callable[[LiveState], LiveState]) -> LiveState: ...
+
+    def run(self, name: str, args: list[str]) -> dict: ...
+
+
+class ReloadRunner(Protocol):
+    """Where SIGHUP and the watcher send their reload (an actions.Controller)."""
+
+    config_path: str | None
+
+    def run(self, name: str) -> object: ...
+
+
+def reload_settings(ctl: ReloadTarget) -> Settings:
+    """Load the config again and apply it to `ctl`; ActionError if it is rejected."""
     old = ctl.settings
     try:
         new = ctl.load_settings()
@@ -76,7 +110,7 @@ def reload_settings(ctl) -> Settings:
     for bg in replaced:
         ctl.library.retire(bg)
     if look is not None and takes_background(look.effect) and look.background is None:
-        set_effect(ctl, look.effect)  # the library's entry, or white
+        ctl.run("effect", [look.effect])  # the library's entry, or white
     for listener in list(ctl.reload_listeners):
         try:
             listener(new)
@@ -86,7 +120,7 @@ def reload_settings(ctl) -> Settings:
     return new
 
 
-def reload_logged(ctl) -> None:
+def reload_logged(ctl: ReloadRunner) -> None:
     """Reload from a signal or the watcher: no one to reply to, so the outcome goes to the log only."""
     try:
         ctl.run("reload")
@@ -96,7 +130,7 @@ def reload_logged(ctl) -> None:
         log.exception("config reload failed")
 
 
-def install_sighup(ctl) -> None:
+def install_sighup(ctl: ReloadRunner) -> None:
     """SIGHUP reloads the config (on a thread: a handler must not block the main thread's loop)."""
     def handler(signum, frame):
         threading.Thread(target=reload_logged, args=(ctl,), name="vcam-sighup-reload", daemon=True).start()
@@ -114,7 +148,7 @@ class ConfigWatcher:
     FILE_MASK = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
     DIR_MASK = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
 
-    def __init__(self, ctl) -> None:
+    def __init__(self, ctl: ReloadRunner) -> None:
         self.ctl = ctl
         path = Path(ctl.config_path) if ctl.config_path else user_config_path()
         self.path = path.expanduser().absolute()
