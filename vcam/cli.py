@@ -51,7 +51,8 @@ def build_parser(words: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vcam {__version__}")
     parser.add_argument("--config", metavar="FILE",
                         help="settings file (default: ~/.config/vcam/config.toml over config/default.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output, including what OpenCV and MediaPipe print")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="debug log output, including what OpenCV and MediaPipe print")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     command = command_word(words) if words is not None else None
     for name in (command,) if command else COMMANDS:

@@ -29,7 +29,7 @@ BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts 
 STATIC_LEVELS = 2        # grey levels: an input pixel changing less than this "barely changed"
 EDGE_MOVED = 64          # matte levels: a per-frame matte changing this much at a pixel = an edge moved there
 MAX_LAG = 4              # frames searched for the lag
-_K3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+_SQUARE_3X3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 
 
 class EvalError(VcamError):
@@ -45,7 +45,7 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def _edges(mask: np.ndarray) -> np.ndarray:
     """The pixels on either side of the mask's boundary (a 1-px morphological gradient)."""
-    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _K3) > 0
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _SQUARE_3X3) > 0
 
 
 def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:

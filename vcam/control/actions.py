@@ -118,25 +118,26 @@ class Controller:
             raise ActionError(f"background still loading after {LOAD_TIMEOUT_S:.0f} s") from None
 
 
-def _library_index(ctl: Controller, bg: Background | None) -> int | None:
+def _library_index(controller: Controller, bg: Background | None) -> int | None:
     """1-based library position of the background on screen; None for a colour or a file outside it."""
-    position = ctl.library.position
-    if bg is None or position is None or position >= len(ctl.library.entries):
+    position = controller.library.position
+    if bg is None or position is None or position >= len(controller.library.entries):
         return None
     path = getattr(bg, "path", None)
-    return position + 1 if path is not None and path.resolve() == ctl.library.entries[position].resolve() else None
+    on_screen = path is not None and path.resolve() == controller.library.entries[position].resolve()
+    return position + 1 if on_screen else None
 
 
-def _summary(ctl: Controller) -> dict:
-    state = ctl.holder.get()
+def _live_summary(controller: Controller) -> dict:
+    state = controller.holder.get()
     look = state.look
-    matte = look.matte or ctl.settings.matte
+    matte = look.matte or controller.settings.matte
     bg = look.background
     return {
         "effect": look.effect,
         "background": bg.label if bg is not None else "",
-        "background_index": _library_index(ctl, bg),
-        "library_size": len(ctl.library),
+        "background_index": _library_index(controller, bg),
+        "library_size": len(controller.library),
         "blur": look.blur,
         "edge_width": round(matte.edge_width, 3),
         "threshold": round(matte.threshold, 3),
@@ -146,58 +147,58 @@ def _summary(ctl: Controller) -> dict:
 
 
 # -- effects --------------------------------------------------------------------------------------------------
-def _set_effect(ctl: Controller, name: str) -> dict:
+def _set_effect(controller: Controller, name: str) -> dict:
     name = name.strip().lower()
     if name not in LIVE_EFFECTS:
         raise ActionError(f"effect {name!r} is not one of {', '.join(LIVE_EFFECTS)}")
-    look = ctl.holder.get().look
+    look = controller.holder.get().look
     if takes_background(name):
         if look.background is None:
             # A background effect with nothing loaded: the config's [effect] background, else the library's
             # current entry, else white. Loaded on the library's loader thread, never on the frame path.
-            configured = ctl.settings.effect.background.strip()
+            configured = controller.settings.effect.background.strip()
             if configured:
                 try:
-                    ctl.wait(ctl.library.select(configured, lambda s: ctl.show_switch(s)))
-                    return _summary(ctl)
+                    controller.wait(controller.library.select(configured, lambda s: controller.show_switch(s)))
+                    return _live_summary(controller)
                 except VcamError as e:
                     log.warning("[effect] background not usable (%s); using the library or white", e)
-            if len(ctl.library):
-                switch = ctl.wait(ctl.library.current(lambda s: ctl.show_switch(s)))
+            if len(controller.library):
+                switch = controller.wait(controller.library.current(lambda s: controller.show_switch(s)))
                 if switch.background is None:
                     raise ActionError("no background in the library can be decoded; staying on blur")
-                return _summary(ctl)
-            ctl.change(lambda s: s.with_changes(look=s.look.with_changes(
+                return _live_summary(controller)
+            controller.change(lambda s: s.with_changes(look=s.look.with_changes(
                 effect="replace", background=ColorBackground((255, 255, 255), "white"))))
-            return _summary(ctl)
+            return _live_summary(controller)
         name = effect_for(look.background)
-    ctl.change(lambda s: s.with_changes(look=s.look.with_changes(effect=name)))
-    return _summary(ctl)
+    controller.change(lambda s: s.with_changes(look=s.look.with_changes(effect=name)))
+    return _live_summary(controller)
 
 
-def _cycle_effect(ctl: Controller, delta: int) -> dict:
-    current = ctl.holder.get().look.effect
+def _cycle_effect(controller: Controller, delta: int) -> dict:
+    current = controller.holder.get().look.effect
     current = "replace" if current == "video" else current
     i = EFFECT_CYCLE.index(current) if current in EFFECT_CYCLE else 0
-    return _set_effect(ctl, EFFECT_CYCLE[(i + delta) % len(EFFECT_CYCLE)])
+    return _set_effect(controller, EFFECT_CYCLE[(i + delta) % len(EFFECT_CYCLE)])
 
 
-def next_effect(ctl: Controller) -> dict:
-    return _cycle_effect(ctl, +1)
+def next_effect(controller: Controller) -> dict:
+    return _cycle_effect(controller, +1)
 
 
-def previous_effect(ctl: Controller) -> dict:
-    return _cycle_effect(ctl, -1)
+def previous_effect(controller: Controller) -> dict:
+    return _cycle_effect(controller, -1)
 
 
-def effect(ctl: Controller, name: str) -> dict:
-    return _set_effect(ctl, name)
+def effect(controller: Controller, name: str) -> dict:
+    return _set_effect(controller, name)
 
 
 # -- backgrounds ----------------------------------------------------------------------------------------------
-def _step_background(ctl: Controller, delta: int) -> dict:
-    switch = ctl.wait(ctl.library.step(delta, ctl.show_switch))
-    result = _summary(ctl)
+def _step_background(controller: Controller, delta: int) -> dict:
+    switch = controller.wait(controller.library.step(delta, controller.show_switch))
+    result = _live_summary(controller)
     if switch.skipped:
         result["skipped"] = list(switch.skipped)
     if switch.background is None:
@@ -205,102 +206,102 @@ def _step_background(ctl: Controller, delta: int) -> dict:
     return result
 
 
-def next_background(ctl: Controller) -> dict:
-    return _step_background(ctl, +1)
+def next_background(controller: Controller) -> dict:
+    return _step_background(controller, +1)
 
 
-def previous_background(ctl: Controller) -> dict:
-    return _step_background(ctl, -1)
+def previous_background(controller: Controller) -> dict:
+    return _step_background(controller, -1)
 
 
-def background(ctl: Controller, target: str) -> dict:
-    ctl.wait(ctl.library.select(target, ctl.show_switch))
-    return _summary(ctl)
+def background(controller: Controller, target: str) -> dict:
+    controller.wait(controller.library.select(target, controller.show_switch))
+    return _live_summary(controller)
 
 
 # -- blur and edge --------------------------------------------------------------------------------------------
-def _blur_by(ctl: Controller, factor: float) -> dict:
+def _blur_by(controller: Controller, factor: float) -> dict:
     def change(s: LiveState) -> LiveState:
         blur = s.look.blur
         new = max(blur + 1, round(blur * factor)) if factor > 1 else min(blur - 1, round(blur * factor))
         return s.with_changes(look=s.look.with_changes(blur=int(min(200, max(1, new)))))
-    ctl.change(change)
-    return _summary(ctl)
+    controller.change(change)
+    return _live_summary(controller)
 
 
-def blur_stronger(ctl: Controller) -> dict:
-    return _blur_by(ctl, BLUR_STEP)
+def blur_stronger(controller: Controller) -> dict:
+    return _blur_by(controller, BLUR_STEP)
 
 
-def blur_weaker(ctl: Controller) -> dict:
-    return _blur_by(ctl, 1 / BLUR_STEP)
+def blur_weaker(controller: Controller) -> dict:
+    return _blur_by(controller, 1 / BLUR_STEP)
 
 
-def _edge_by(ctl: Controller, delta: float) -> dict:
+def _edge_by(controller: Controller, delta: float) -> dict:
     def change(s: LiveState) -> LiveState:
-        matte = s.look.matte or ctl.settings.matte
+        matte = s.look.matte or controller.settings.matte
         width = round(min(1.0, max(0.0, matte.edge_width + delta)), 3)
         return s.with_changes(look=s.look.with_changes(matte=dataclasses.replace(matte, edge_width=width)))
-    ctl.change(change)
-    return _summary(ctl)
+    controller.change(change)
+    return _live_summary(controller)
 
 
-def edge_softer(ctl: Controller) -> dict:
-    return _edge_by(ctl, +EDGE_STEP)
+def edge_softer(controller: Controller) -> dict:
+    return _edge_by(controller, +EDGE_STEP)
 
 
-def edge_harder(ctl: Controller) -> dict:
-    return _edge_by(ctl, -EDGE_STEP)
+def edge_harder(controller: Controller) -> dict:
+    return _edge_by(controller, -EDGE_STEP)
 
 
 # -- mirror and privacy ---------------------------------------------------------------------------------------
-def mirror(ctl: Controller, mode: str = "toggle") -> dict:
+def mirror(controller: Controller, mode: str = "toggle") -> dict:
     mode = mode.strip().lower()
     if mode not in ("on", "off", "toggle"):
         raise ActionError(f"mirror {mode!r}: use on, off or toggle")
-    ctl.change(lambda s: s.with_changes(mirror=(not s.mirror) if mode == "toggle" else mode == "on"))
-    return _summary(ctl)
+    controller.change(lambda s: s.with_changes(mirror=(not s.mirror) if mode == "toggle" else mode == "on"))
+    return _live_summary(controller)
 
 
-def toggle_mirror(ctl: Controller) -> dict:
-    return mirror(ctl, "toggle")
+def toggle_mirror(controller: Controller) -> dict:
+    return mirror(controller, "toggle")
 
 
-def pause(ctl: Controller) -> dict:
-    ctl.change(lambda s: s.with_changes(paused=True))
+def pause(controller: Controller) -> dict:
+    controller.change(lambda s: s.with_changes(paused=True))
     log.info("paused: sending the placeholder, camera released")
-    return _summary(ctl)
+    return _live_summary(controller)
 
 
-def resume(ctl: Controller) -> dict:
-    ctl.change(lambda s: s.with_changes(paused=False))
+def resume(controller: Controller) -> dict:
+    controller.change(lambda s: s.with_changes(paused=False))
     log.info("resumed")
-    return _summary(ctl)
+    return _live_summary(controller)
 
 
-def toggle_pause(ctl: Controller) -> dict:
-    return resume(ctl) if ctl.holder.get().paused else pause(ctl)
+def toggle_pause(controller: Controller) -> dict:
+    return resume(controller) if controller.holder.get().paused else pause(controller)
 
 
 # -- config and status ----------------------------------------------------------------------------------------
-def reload(ctl: Controller) -> dict:
-    reload_settings(ctl)
-    return _summary(ctl)
+def reload(controller: Controller) -> dict:
+    reload_settings(controller)
+    return _live_summary(controller)
 
 
-def status(ctl: Controller) -> dict:
+def status(controller: Controller) -> dict:
     result: dict = {}
     try:
-        result.update(ctl.pipeline.status())
+        result.update(controller.pipeline.status())
     except Exception:  # status must answer even if the pipeline is in trouble
         log.exception("pipeline status failed")
         result["pipeline"] = "status unavailable"
-    for provider in ctl.status_providers:
+    for provider in controller.status_providers:
         try:
             result.update(provider())
         except Exception:
             log.exception("status provider failed")
-    result.update(_summary(ctl))  # the live state is the authority on what the next frame shows
+    result.update(_live_summary(controller))  # the live state is the authority on what the next frame shows
     return result
 
 
