@@ -18,9 +18,10 @@ import pytest
 
 from vcam.frames import i420
 from vcam.live import sinks as output
-from vcam.control.actions import Controller
 from vcam.config import load_settings
-from vcam.control.server import ControlServer, request
+from vcam.control.actions import Controller
+from vcam.control.client import request
+from vcam.control.server import ControlServer
 from vcam.compositing.look import look_from_settings
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline

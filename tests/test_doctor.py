@@ -56,11 +56,11 @@ def test_doctor_reports_each_problem_with_its_fix(config, tmp_path, desk_video):
 
 
 def test_doctor_says_how_to_get_libturbojpeg_when_it_is_missing(monkeypatch):
-    from vcam.commands import setup as sysetup
+    from vcam.commands import doctor
     from vcam.frames import turbojpeg
 
     monkeypatch.setattr(turbojpeg, "library", lambda: None)
-    line = sysetup.check_jpeg().line()
+    line = doctor.check_jpeg().line()
     assert line.startswith("FIX  libturbojpeg not found") and "libturbojpeg0 (Debian/Ubuntu)" in line
 
 

@@ -107,7 +107,7 @@ def test_default_bindings_cover_the_actions():
         "<ctrl>+<alt>+p": "toggle-pause", "<ctrl>+<alt>+m": "toggle-mirror",
         "<ctrl>+<alt>+]": "blur-stronger", "<ctrl>+<alt>+[": "blur-weaker",
         "<ctrl>+<alt>+s": "edge-softer", "<ctrl>+<alt>+h": "edge-harder"}
-    from vcam.control.actions import ACTIONS
+    from vcam.control.catalog import ACTIONS
     assert set(bindings(settings.hotkeys).values()) <= set(ACTIONS)
     assert bindings(settings.replace("hotkeys", enabled=False).hotkeys) == {}
 

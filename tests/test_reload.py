@@ -17,7 +17,7 @@ from conftest import require_path
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
 from vcam.live import sinks as output
-from vcam.control.server import request
+from vcam.control.client import request
 from vcam.control.reload import ConfigWatcher, install_sighup
 
 

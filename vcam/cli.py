@@ -1,28 +1,23 @@
-"""The `vcam` command: one argparse parser whose subcommands live in their own modules.
+"""The `vcam` command: one argparse parser whose subcommands live in their own modules, loaded only
+when they run, so that a light command such as `vcam ctl` never pays for OpenCV and MediaPipe.
 
-Each command module has `register(subparsers)`, which adds its parser and sets `func`. User errors
-(VcamError) become one line on stderr and exit status 2; nothing prints a traceback for them.
+Each command module, vcam.commands.<name>, has `register(subparsers)`, which adds its parser and sets
+`func`. User errors (VcamError) become one line on stderr and exit status 2, with no traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
+import re
 import sys
 
 from vcam import __version__
 from vcam.errors import VcamError
+from vcam.logs import setup_logging
 
-# Subcommand modules, in the order `vcam --help` lists them.
-COMMAND_MODULES = [
-    "vcam.commands.apply",
-    "vcam.commands.run",
-    "vcam.commands.bench",
-    "vcam.commands.setup",
-    "vcam.control.server",
-    "vcam.commands.eval",
-]
+# The subcommands, in the order `vcam --help` lists them; each is the module vcam.commands.<name>.
+COMMANDS = ("apply", "run", "bench", "setup", "doctor", "ctl", "eval")
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,23 +27,37 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_word(words: list[str]) -> str | None:
+    """The subcommand `words` run, if it is certain from the words before it; None when it is not (help,
+    --version, an unknown command or option), and then the parser needs every command to answer."""
+    words = iter(words)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif word.startswith("--config=") or word == "--verbose" or re.fullmatch(r"-v+", word):
+            continue
+        elif word.startswith("-"):
+            return None
+        else:
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(words: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `words` (the command line after `vcam`): only the command they run is imported,
+    since most commands import OpenCV (~0.2 s); with no words, or an uncertain command, all of them."""
     parser = Parser(
         prog="vcam", description="Linux virtual webcam: blur, replace or remove the background behind you.")
     parser.add_argument("--version", action="version", version=f"vcam {__version__}")
     parser.add_argument("--config", metavar="FILE",
                         help="settings file (default: ~/.config/vcam/config.toml over config/default.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output, including what OpenCV and MediaPipe print")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="debug log output, including what OpenCV and MediaPipe print")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    command = command_word(words) if words is not None else None
+    for name in (command,) if command else COMMANDS:
+        importlib.import_module(f"vcam.commands.{name}").register(sub)
     return parser
-
-
-def setup_logging(verbosity: int) -> None:
-    """INFO by default (what the daemon is doing, for the journal); -v adds debug detail."""
-    logging.basicConfig(level=logging.DEBUG if verbosity else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
 
 
 def quiet_native_logs() -> None:
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if not any(w in ("-v", "-vv", "--verbose") for w in words):
         quiet_native_logs()
-    parser = build_parser()
+    parser = build_parser(words)
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:

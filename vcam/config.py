@@ -21,6 +21,7 @@ else:  # the same parser, before it joined the standard library
 
 from vcam.compositing.effects import LIVE_EFFECTS as EFFECTS
 from vcam.errors import VcamError
+from vcam.hotkey_grammar import combination, validate_hotkey
 
 # Shipped inside the package (vcam/data/, links to config/ in a checkout), so a wheel install finds it too.
 DEFAULT_CONFIG = Path(str(resources.files("vcam") / "data" / "default.toml"))
@@ -119,13 +120,8 @@ class DaemonSettings:
     idle_fps: int = field(metadata=_range(1, 30))
 
 
-def _check_hotkey(value: str) -> None:
-    from vcam.control.hotkeys import validate_hotkey  # late: hotkeys imports config
-    validate_hotkey(value)
-
-
 def _hotkey() -> dict:
-    return {"check": _check_hotkey}
+    return {"check": validate_hotkey}
 
 
 @dataclass(frozen=True)
@@ -181,9 +177,9 @@ def user_config_path() -> Path:
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few kB; anything larger is not one
 
 
-def _read_toml(path: Path) -> dict:
-    """The parsed file, or ConfigError in one line: a FIFO, a device, a huge file, bytes that are not
-    UTF-8 or nesting deep enough to exhaust the parser's recursion must never hang or crash the daemon."""
+def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, or ConfigError in one line: a FIFO, a device or a huge file must never hang or
+    exhaust the daemon (nor `vcam ctl`, which reads the socket path from it)."""
     try:
         with open(path, "rb", opener=_open_nonblocking) as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
@@ -195,6 +191,13 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} kB, not a settings file")
+    return data
+
+
+def _read_toml(path: Path) -> dict:
+    """The parsed file, or ConfigError in one line (also for bytes that are not UTF-8 and nesting deep
+    enough to exhaust the parser's recursion)."""
+    data = read_config_bytes(path)
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -250,7 +253,6 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
 
 def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
     """Two actions on one combination: only one of them would ever fire, so refuse it."""
-    from vcam.control.hotkeys import combination
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
         combo = getattr(hotkeys, f.name)

@@ -1,7 +1,7 @@
-"""File mode: `vcam apply INPUT OUTPUT --effect EFFECT` on an image, a video or a directory of images.
+"""`vcam apply INPUT OUTPUT --effect EFFECT`: the live daemon's effects on an image, a video or a folder
+of images, done by the same Engine.
 
-The same Engine as the live daemon does the work. Outputs are written to a temporary file beside the
-target and renamed into place, so a failure never leaves a half-written file behind.
+Outputs are written beside the target and renamed into place, so a failure never leaves half a file.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from vcam.compositing.backgrounds import (
     parse_color,
 )
 from vcam.compositing.effects import FILE_EFFECTS, takes_background
-from vcam.config import MODELS, Settings, load_settings, picture_size_problem
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look, look_from_settings
 from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
+from vcam.config import MODELS, Settings, load_settings, picture_size_problem
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)

@@ -1,38 +1,36 @@
-"""`vcam bench`: the real live pipeline on a video file, null sink, per effect and output size.
-
-Why a prepared clip: a USB webcam delivers MJPG at the capture size, so we first re-encode a few seconds
-of the source video as MJPG at each size; the "read" stage then costs what decoding a real webcam's
-frames costs. Each (size, effect) runs the real Pipeline twice:
-  * uncapped: frames read as fast as they decode, every new frame sent -> the pipeline's max fps;
-  * 30 fps: the clip paced at 30 fps like a camera -> CPU% of one core (process CPU time, all threads,
-    MediaPipe's included, per processed frame x 30), capture-to-send latency p50/p95, per-stage ms.
-Frames are I420 from decoding to sending (vcam/i420.py), so there is no output conversion: the "send"
-stage is the null sink's hand-over alone (the virtual camera writes the same frames as they are).
-The 30 fps run also reports each pipeline thread's CPU time per frame (from /proc/self/task), which says
-where a frame's CPU goes: stage times are wall time, and two stages run at once on two cores.
-Each case runs in a fresh process, so its memory figures are its own (RSS while the 30 fps run is going,
-and the process's high-water mark) and no case inherits another's caches or heap.
+"""`vcam bench`: the real live pipeline on a video file (null sink) per effect and output size, so that
+speed claims are measured, not guessed; what it measures and how: docs/performance.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import resource
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
+from tqdm import tqdm
 
-from vcam.config import EFFECTS, MAX_ASPECT, MIN_SIDE, load_settings, picture_size_problem
 from vcam.compositing.look import look_from_settings
+from vcam.config import (
+    EFFECTS,
+    MAX_ASPECT,
+    MIN_SIDE,
+    load_settings,
+    picture_size_problem,
+)
 from vcam.errors import VcamError
-from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline
+from vcam.live.state import LiveState, LiveStateHolder
+from vcam.logs import setup_logging
 from vcam.testdata import testdata_path
 
 log = logging.getLogger(__name__)
@@ -208,11 +206,6 @@ def run_case(base, clip: Path, size: tuple[int, int], effect: str, backgrounds: 
 def _in_fresh_process(verbosity: int, fn, *args):
     """fn(*args) in a new Python process (spawned: no threads or heap inherited), its result returned;
     it logs like this one (`-v`)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from vcam.cli import setup_logging
-
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=setup_logging, initargs=(verbosity,)) as pool:
         return pool.submit(fn, *args).result()
@@ -252,8 +245,6 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     sizes = parse_sizes(args.sizes)
     effects = [e.strip() for e in args.effects.split(",") if e.strip()]
     for e in effects:
@@ -295,6 +286,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))

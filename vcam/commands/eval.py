@@ -1,15 +1,6 @@
-"""`vcam eval`: how good the matte is, raw model vs vcam's matte, on the real test data.
-
-Stills (testdata/portraits, hand-drawn masks): mean IoU of the matte at 50% opacity, and the boundary
-F-score: precision/recall of the matte's edge pixels lying within 2 px of the true edge.
-Videos (testdata/videos): flicker = mean absolute change of the matte (0..255) between consecutive frames
-over the pixels whose input barely changed (grey change < STATIC_LEVELS), where a perfect matte would not
-change; lag = how many frames the matte trails the per-frame matte of the same pipeline without temporal
-smoothing at moving edges: the argmin over k of mean |matte_t - perframe_{t-k}| over the pixels where
-the per-frame matte changed by EDGE_MOVED or more since the previous frame (an edge crossed them),
-refined to a fraction of a frame by a parabola through its neighbours. The raw model is per-frame by
-construction: its lag is 0.
-Also the matte stage's own time on 720p frames, and each segmentation runtime's time.
+"""`vcam eval`: how good the matte is, raw model against vcam's matte, on the real test data, so that
+every matte change is kept or dropped on numbers; the metrics (IoU, boundary F, flicker, lag, timing)
+are defined in docs/matte.md, "How it is measured".
 """
 from __future__ import annotations
 
@@ -24,11 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam.config import Settings, load_settings
+from vcam.compositing.backgrounds import load_background
+from vcam.compositing.compositor_bgr import Compositor
 from vcam.compositing.engine import Engine
+from vcam.config import Settings, load_settings
 from vcam.errors import VcamError
-from vcam.matting.matte import MatteBuilder
 from vcam.frames.reduce import Reducer
+from vcam.matting.matte import MatteBuilder
 from vcam.matting.segmenter import Segmenter
 from vcam.testdata import testdata_path
 
@@ -36,7 +29,7 @@ BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts 
 STATIC_LEVELS = 2        # grey levels: an input pixel changing less than this "barely changed"
 EDGE_MOVED = 64          # matte levels: a per-frame matte changing this much at a pixel = an edge moved there
 MAX_LAG = 4              # frames searched for the lag
-_K3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+_SQUARE_3X3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 
 
 class EvalError(VcamError):
@@ -52,7 +45,7 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def _edges(mask: np.ndarray) -> np.ndarray:
     """The pixels on either side of the mask's boundary (a 1-px morphological gradient)."""
-    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _K3) > 0
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _SQUARE_3X3) > 0
 
 
 def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
@@ -266,9 +259,6 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
 
     Only the Pixabay videos and background are used: the portraits may not be redistributed.
     """
-    from vcam.compositing.backgrounds import load_background
-    from vcam.compositing.compositor_bgr import Compositor
-
     out_dir.mkdir(parents=True, exist_ok=True)
     background = load_background(str(testdata_path(*STRIP_BACKGROUND)))
     compositor = Compositor()

@@ -1,11 +1,9 @@
-"""`vcam run`: the live daemon. Starts the pipeline and the control paths, talks to systemd, exits cleanly.
+"""`vcam run`: the live daemon (pipeline and control paths), reporting to systemd so that a wedged
+pipeline gets restarted and a stop request is obeyed at once.
 
-systemd (Type=notify): READY=1 once frames can flow, STATUS= every few seconds (fps, effect, camera),
-WATCHDOG=1 only while the output thread is really sending and every pipeline thread is alive, so a
-wedged pipeline gets restarted.
-sdnotify is a no-op when NOTIFY_SOCKET is unset (run from a terminal).
-SIGTERM/SIGINT: the main thread only waits on an Event, so the signal is handled at once and
-Pipeline.stop() releases the camera and closes the device within about half a second.
+systemd (Type=notify; sdnotify is a no-op outside it): READY=1 once frames can flow, STATUS= every few
+seconds, WATCHDOG=1 only while the output is sending and every pipeline thread is alive. On
+SIGTERM/SIGINT the main thread, which only waits on an Event, stops everything within about 0.5 s.
 """
 from __future__ import annotations
 
@@ -19,11 +17,11 @@ import time
 import sdnotify
 
 from vcam.compositing.backgrounds import BackgroundError
-from vcam.config import EFFECTS, Settings, load_settings
-from vcam.control.server import start_controls
 from vcam.compositing.look import Look, look_from_settings
-from vcam.live.state import LiveState, LiveStateHolder
+from vcam.config import EFFECTS, Settings, load_settings
+from vcam.control.wiring import start_controls
 from vcam.live.pipeline import Pipeline
+from vcam.live.state import LiveState, LiveStateHolder
 
 log = logging.getLogger(__name__)
 

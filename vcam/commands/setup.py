@@ -1,8 +1,8 @@
-"""`vcam setup` (install the v4l2loopback configuration, optionally the user service) and `vcam doctor`
-(check the whole chain and say what to fix, one line per problem).
+"""`vcam setup`: install the v4l2loopback configuration (or the user service), so the virtual camera
+is there at every boot.
 
-setup asks for root only for the steps that need it (it prefixes them with sudo when not root) and
-prints every command before running it; --dry-run only prints them.
+It asks for root only for the steps that need it (it prefixes them with sudo when not root) and prints
+every command before running it; --dry-run only prints them.
 """
 from __future__ import annotations
 
@@ -12,17 +12,13 @@ import os
 import pwd
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from vcam.config import Settings, load_settings
 from vcam.errors import VcamError
 from vcam.matting import model_cache
-from vcam.live.sinks import MODPROBE_LINE
 
 DATA = Path(str(resources.files("vcam") / "data"))  # shipped in the package: works from a wheel too
 MODPROBE_CONF = DATA / "v4l2loopback" / "vcam.conf"
@@ -53,10 +49,6 @@ def register(subparsers) -> None:
                    help="with --models: take them from this mediapipe 0.10.21 wheel (a path or URL) instead "
                         "of PyPI, e.g. one `pip download mediapipe==0.10.21 --no-deps` fetched")
     p.set_defaults(func=run_setup)
-    d = subparsers.add_parser("doctor", help="check camera, virtual camera, permissions, model and display",
-                              description="Check the whole chain and print what to fix, one line per problem. "
-                                          "Exit status 0 when everything is fine, 1 otherwise.")
-    d.set_defaults(func=run_doctor)
 
 
 # -- setup ------------------------------------------------------------------------------------------------
@@ -158,17 +150,6 @@ def _setup_service(dry_run: bool) -> int:
     return 0
 
 
-# -- doctor -----------------------------------------------------------------------------------------------
-@dataclass
-class Check:
-    ok: bool
-    what: str
-    fix: str = ""
-
-    def line(self) -> str:
-        return f"ok   {self.what}" if self.ok else f"FIX  {self.what}: {self.fix}"
-
-
 def in_video_group(user: str | None = None) -> bool:
     try:
         video = grp.getgrnam("video")
@@ -180,120 +161,3 @@ def in_video_group(user: str | None = None) -> bool:
         return user in video.gr_mem or pwd.getpwnam(user).pw_gid == video.gr_gid
     except KeyError:
         return False
-
-
-def check_module() -> list[Check]:
-    if not SYS_MODULE.exists():
-        return [Check(False, "v4l2loopback kernel module is not loaded",
-                      f"run `{MODPROBE_LINE}` (or `vcam setup` to load it at every boot); if modprobe says "
-                      f"it is not found, {INSTALL_HINT}")]
-    checks = []
-    version = (SYS_MODULE / "version").read_text().strip() if (SYS_MODULE / "version").exists() else "?"
-    checks.append(Check(True, f"v4l2loopback {version} loaded"))
-    caps = SYS_MODULE / "parameters" / "exclusive_caps"
-    if caps.exists():
-        values = caps.read_text().strip()
-        if not any(v in ("Y", "1") for v in values.split(",")):
-            checks.append(Check(False, "v4l2loopback loaded without exclusive_caps=1 (Chrome/Meet won't list it)",
-                                "run `sudo modprobe -r v4l2loopback` then "
-                                f"`{MODPROBE_LINE}`, or `vcam setup`"))
-        else:
-            checks.append(Check(True, "exclusive_caps=1 (browsers list the device)"))
-    return checks
-
-
-def check_device(settings: Settings) -> list[Check]:
-    device = settings.output.device
-    if settings.output.sink != "virtualcam":
-        return [Check(True, f"[output] sink = {settings.output.sink} (no virtual camera needed)")]
-    if not os.path.exists(device):
-        return [Check(False, f"virtual camera {device} does not exist",
-                      f"load the module with `{MODPROBE_LINE}`, or set [output] device to the loopback device "
-                      f"(`v4l2-ctl --list-devices` shows it)")]
-    checks = []
-    mode = os.stat(device).st_mode
-    if not stat.S_ISCHR(mode):
-        return [Check(False, f"{device} is not a video device node", "set [output] device to /dev/videoN")]
-    name_file = Path("/sys/class/video4linux") / Path(device).name / "name"
-    label = name_file.read_text().strip() if name_file.exists() else "?"
-    checks.append(Check(True, f"{device} present ({label})"))
-    if os.access(device, os.W_OK):
-        checks.append(Check(True, f"{device} writable"))
-    else:
-        checks.append(Check(False, f"{device} is not writable by you",
-                            "run `sudo usermod -aG video $USER`, then log out and in again"))
-    return checks
-
-
-def check_group() -> Check:
-    if os.geteuid() == 0 or in_video_group():
-        return Check(True, "you are in the video group" if os.geteuid() else "running as root")
-    return Check(False, "you are not in the video group",
-                 "run `sudo usermod -aG video $USER`, then log out and in again")
-
-
-def check_camera(settings: Settings) -> Check:
-    from vcam.live.capture import CameraSource
-
-    source = CameraSource(settings.camera, pace=False)
-    try:
-        source.open()
-        frame = source.read()
-    except VcamError as e:
-        return Check(False, f"camera {settings.camera.source} does not open",
-                     f"{e}; is it plugged in, or busy in another app (a running vcam: "
-                     f"`systemctl --user stop vcam`)? Set [camera] source (`v4l2-ctl --list-devices`)")
-    finally:
-        source.close()
-    return Check(True, f"camera {settings.camera.source} opens ({frame.shape[1]}x{frame.shape[0]})")
-
-
-def check_model(settings: Settings) -> Check:
-    from vcam.matting.segmenter import Segmenter
-
-    try:
-        seg = settings.segmentation
-        Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime).close()
-    except VcamError as e:
-        return Check(False, "segmentation model does not load", str(e))
-    return Check(True, f"segmentation model '{settings.segmentation.model}' loads ({settings.segmentation.runtime})")
-
-
-def check_jpeg() -> Check:
-    """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends (vcam/turbojpeg.py)."""
-    from vcam.frames import turbojpeg
-
-    if turbojpeg.library() is not None:
-        return Check(True, "libturbojpeg found (webcam MJPG decoded straight to YUV)")
-    return Check(False, "libturbojpeg not found: decoding webcam MJPG costs more CPU",
-                 "install libturbojpeg0 (Debian/Ubuntu), turbojpeg (Fedora) or libjpeg-turbo (Arch)")
-
-
-def check_display() -> Check:
-    display = os.environ.get("DISPLAY")
-    if not display:
-        wayland = " (Wayland session: bind `vcam ctl ACTION` to desktop shortcuts)" \
-            if os.environ.get("WAYLAND_DISPLAY") else ""
-        return Check(False, "no X display: global hotkeys are off" + wayland,
-                     "run vcam in your graphical session (the systemd user service gets DISPLAY from it), "
-                     "or use `vcam ctl` (docs/control.md)")
-    try:
-        from Xlib.display import Display
-
-        Display(display).close()
-    except Exception as e:  # Xlib raises several unrelated types for "cannot connect"
-        return Check(False, f"X display {display} does not answer: global hotkeys are off",
-                     f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
-                     f"check DISPLAY and XAUTHORITY")
-    return Check(True, f"X display {display} (global hotkeys work)")
-
-
-def run_doctor(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    checks = [*check_module(), *check_device(settings), check_group(), check_camera(settings),
-              check_jpeg(), check_model(settings), check_display()]
-    for c in checks:
-        print(c.line(), flush=True)
-    problems = sum(not c.ok for c in checks)
-    print("all good" if not problems else f"{problems} problem(s); fix the FIX lines above, top to bottom")
-    return 1 if problems else 0

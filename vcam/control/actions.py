@@ -1,8 +1,9 @@
-"""The one set of named actions every control path calls: hotkeys, `vcam ctl`, SIGHUP, config watching.
+"""The actions every control path runs (hotkeys, `vcam ctl`, SIGHUP, config watching), so that each
+change is made one way and reaches the next frame whole.
 
 Each action turns the current LiveState into a new one inside `LiveStateHolder.update`, so the worker,
 which reads the state once per frame, sees either all of a change or none of it. Background switches
-load on the library's loader thread and swap from there. Actions are serialised by one lock, so two
+load on the library's loader thread and swap from there. One lock serialises the actions, so two
 clients pressing at once can't interleave half-changes.
 """
 from __future__ import annotations
@@ -11,43 +12,40 @@ import dataclasses
 import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable, Protocol
 
 from vcam.compositing.backgrounds import Background, ColorBackground
-from vcam.compositing.effects import takes_background
-from vcam.config import EFFECTS, Settings
-from vcam.errors import VcamError
+from vcam.compositing.effects import LIVE_EFFECTS, takes_background
+from vcam.config import Settings, load_settings
+from vcam.control.catalog import (
+    BLUR_STEP,
+    EDGE_STEP,
+    EFFECT_CYCLE,
+    ActionError,
+    find_action,
+)
 from vcam.control.library import BackgroundLibrary, Switch, effect_for
+from vcam.control.reload import reload_settings
+from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 
 log = logging.getLogger(__name__)
 
-# next/previous effect walk this ring; "replace" stands for "show the background" (image, colour or video).
-EFFECT_CYCLE = ("blur", "replace", "desaturate", "transparent", "none")
-BLUR_STEP = 1.5  # blur stronger/weaker multiplies/divides the radius: even steps to the eye
-EDGE_STEP = 0.1  # matte edge_width per softer/harder step (confidence units)
 LOAD_TIMEOUT_S = 10.0
 
 
-class ActionError(VcamError):
-    """The daemon refused an action (unknown name, bad argument, undecodable background, invalid config)."""
+class LivePipeline(Protocol):
+    """What the control paths use of the running pipeline."""
 
+    def status(self) -> dict: ...
 
-@dataclass(frozen=True)
-class Action:
-    name: str
-    func: Callable[..., Any]
-    args: str  # usage of the arguments, "" for none
-    help: str
-    min_args: int = 0
-    max_args: int = 0
+    def reconfigure(self, settings: Settings) -> None: ...
 
 
 class Controller:
     """What the actions act on: the running pipeline, the live state, the library and the settings."""
 
-    def __init__(self, pipeline: Any, holder: LiveStateHolder, settings: Settings,
+    def __init__(self, pipeline: LivePipeline, holder: LiveStateHolder, settings: Settings,
                  loader: Callable[[], Settings] | None = None) -> None:
         self.pipeline = pipeline
         self.holder = holder
@@ -63,7 +61,6 @@ class Controller:
         self._lock = threading.RLock()
 
     def _load_file(self) -> Settings:
-        from vcam.config import load_settings
         return load_settings(self.config_path)
 
     def frame_size(self) -> tuple[int, int]:
@@ -76,20 +73,17 @@ class Controller:
             pass
         return self.settings.camera.width, self.settings.camera.height
 
-    def run(self, name: str, args: list[str] | tuple[str, ...] = ()) -> Any:
+    def run(self, name: str, args: list[str] | tuple[str, ...] = ()) -> dict:
         """Run action `name`; ActionError if it is unknown, misused or refused."""
-        action = ACTIONS.get(ALIASES.get(name, name))
-        if action is None:
-            raise ActionError(f"unknown action {name!r} (known: {', '.join(ACTIONS)})")
+        spec = find_action(name)
         args = list(args)
-        if not action.min_args <= len(args) <= action.max_args or not all(isinstance(a, str) for a in args):
-            usage = f"{action.name} {action.args}".strip()
-            raise ActionError(f"{action.name}: wrong arguments {args!r} (usage: {usage})")
-        if action.name == "status":  # read-only: answer even while a switch is loading
-            return action.func(self)
+        spec.check_args(args)
+        handler = HANDLERS[spec.name]
+        if spec.name == "status":  # read-only: answer even while a switch is loading
+            return handler(self)
         with self._lock:
             try:
-                return action.func(self, *args)
+                return handler(self, *args)
             except ActionError:
                 raise
             except VcamError as e:
@@ -124,25 +118,26 @@ class Controller:
             raise ActionError(f"background still loading after {LOAD_TIMEOUT_S:.0f} s") from None
 
 
-def _library_index(ctl: Controller, bg: Background | None) -> int | None:
+def _library_index(controller: Controller, bg: Background | None) -> int | None:
     """1-based library position of the background on screen; None for a colour or a file outside it."""
-    position = ctl.library.position
-    if bg is None or position is None or position >= len(ctl.library.entries):
+    position = controller.library.position
+    if bg is None or position is None or position >= len(controller.library.entries):
         return None
     path = getattr(bg, "path", None)
-    return position + 1 if path is not None and path.resolve() == ctl.library.entries[position].resolve() else None
+    on_screen = path is not None and path.resolve() == controller.library.entries[position].resolve()
+    return position + 1 if on_screen else None
 
 
-def _summary(ctl: Controller) -> dict:
-    state = ctl.holder.get()
+def _live_summary(controller: Controller) -> dict:
+    state = controller.holder.get()
     look = state.look
-    matte = look.matte or ctl.settings.matte
+    matte = look.matte or controller.settings.matte
     bg = look.background
     return {
         "effect": look.effect,
         "background": bg.label if bg is not None else "",
-        "background_index": _library_index(ctl, bg),
-        "library_size": len(ctl.library),
+        "background_index": _library_index(controller, bg),
+        "library_size": len(controller.library),
         "blur": look.blur,
         "edge_width": round(matte.edge_width, 3),
         "threshold": round(matte.threshold, 3),
@@ -152,58 +147,58 @@ def _summary(ctl: Controller) -> dict:
 
 
 # -- effects --------------------------------------------------------------------------------------------------
-def _set_effect(ctl: Controller, name: str) -> dict:
+def _set_effect(controller: Controller, name: str) -> dict:
     name = name.strip().lower()
-    if name not in EFFECTS:
-        raise ActionError(f"effect {name!r} is not one of {', '.join(EFFECTS)}")
-    look = ctl.holder.get().look
+    if name not in LIVE_EFFECTS:
+        raise ActionError(f"effect {name!r} is not one of {', '.join(LIVE_EFFECTS)}")
+    look = controller.holder.get().look
     if takes_background(name):
         if look.background is None:
             # A background effect with nothing loaded: the config's [effect] background, else the library's
             # current entry, else white. Loaded on the library's loader thread, never on the frame path.
-            configured = ctl.settings.effect.background.strip()
+            configured = controller.settings.effect.background.strip()
             if configured:
                 try:
-                    ctl.wait(ctl.library.select(configured, lambda s: ctl.show_switch(s)))
-                    return _summary(ctl)
+                    controller.wait(controller.library.select(configured, lambda s: controller.show_switch(s)))
+                    return _live_summary(controller)
                 except VcamError as e:
                     log.warning("[effect] background not usable (%s); using the library or white", e)
-            if len(ctl.library):
-                switch = ctl.wait(ctl.library.current(lambda s: ctl.show_switch(s)))
+            if len(controller.library):
+                switch = controller.wait(controller.library.current(lambda s: controller.show_switch(s)))
                 if switch.background is None:
                     raise ActionError("no background in the library can be decoded; staying on blur")
-                return _summary(ctl)
-            ctl.change(lambda s: s.with_changes(look=s.look.with_changes(
+                return _live_summary(controller)
+            controller.change(lambda s: s.with_changes(look=s.look.with_changes(
                 effect="replace", background=ColorBackground((255, 255, 255), "white"))))
-            return _summary(ctl)
+            return _live_summary(controller)
         name = effect_for(look.background)
-    ctl.change(lambda s: s.with_changes(look=s.look.with_changes(effect=name)))
-    return _summary(ctl)
+    controller.change(lambda s: s.with_changes(look=s.look.with_changes(effect=name)))
+    return _live_summary(controller)
 
 
-def _cycle_effect(ctl: Controller, delta: int) -> dict:
-    current = ctl.holder.get().look.effect
+def _cycle_effect(controller: Controller, delta: int) -> dict:
+    current = controller.holder.get().look.effect
     current = "replace" if current == "video" else current
     i = EFFECT_CYCLE.index(current) if current in EFFECT_CYCLE else 0
-    return _set_effect(ctl, EFFECT_CYCLE[(i + delta) % len(EFFECT_CYCLE)])
+    return _set_effect(controller, EFFECT_CYCLE[(i + delta) % len(EFFECT_CYCLE)])
 
 
-def next_effect(ctl: Controller) -> dict:
-    return _cycle_effect(ctl, +1)
+def next_effect(controller: Controller) -> dict:
+    return _cycle_effect(controller, +1)
 
 
-def previous_effect(ctl: Controller) -> dict:
-    return _cycle_effect(ctl, -1)
+def previous_effect(controller: Controller) -> dict:
+    return _cycle_effect(controller, -1)
 
 
-def effect(ctl: Controller, name: str) -> dict:
-    return _set_effect(ctl, name)
+def effect(controller: Controller, name: str) -> dict:
+    return _set_effect(controller, name)
 
 
 # -- backgrounds ----------------------------------------------------------------------------------------------
-def _step_background(ctl: Controller, delta: int) -> dict:
-    switch = ctl.wait(ctl.library.step(delta, ctl.show_switch))
-    result = _summary(ctl)
+def _step_background(controller: Controller, delta: int) -> dict:
+    switch = controller.wait(controller.library.step(delta, controller.show_switch))
+    result = _live_summary(controller)
     if switch.skipped:
         result["skipped"] = list(switch.skipped)
     if switch.background is None:
@@ -211,125 +206,122 @@ def _step_background(ctl: Controller, delta: int) -> dict:
     return result
 
 
-def next_background(ctl: Controller) -> dict:
-    return _step_background(ctl, +1)
+def next_background(controller: Controller) -> dict:
+    return _step_background(controller, +1)
 
 
-def previous_background(ctl: Controller) -> dict:
-    return _step_background(ctl, -1)
+def previous_background(controller: Controller) -> dict:
+    return _step_background(controller, -1)
 
 
-def background(ctl: Controller, target: str) -> dict:
-    ctl.wait(ctl.library.select(target, ctl.show_switch))
-    return _summary(ctl)
+def background(controller: Controller, target: str) -> dict:
+    controller.wait(controller.library.select(target, controller.show_switch))
+    return _live_summary(controller)
 
 
 # -- blur and edge --------------------------------------------------------------------------------------------
-def _blur_by(ctl: Controller, factor: float) -> dict:
+def _blur_by(controller: Controller, factor: float) -> dict:
     def change(s: LiveState) -> LiveState:
         blur = s.look.blur
         new = max(blur + 1, round(blur * factor)) if factor > 1 else min(blur - 1, round(blur * factor))
         return s.with_changes(look=s.look.with_changes(blur=int(min(200, max(1, new)))))
-    ctl.change(change)
-    return _summary(ctl)
+    controller.change(change)
+    return _live_summary(controller)
 
 
-def blur_stronger(ctl: Controller) -> dict:
-    return _blur_by(ctl, BLUR_STEP)
+def blur_stronger(controller: Controller) -> dict:
+    return _blur_by(controller, BLUR_STEP)
 
 
-def blur_weaker(ctl: Controller) -> dict:
-    return _blur_by(ctl, 1 / BLUR_STEP)
+def blur_weaker(controller: Controller) -> dict:
+    return _blur_by(controller, 1 / BLUR_STEP)
 
 
-def _edge_by(ctl: Controller, delta: float) -> dict:
+def _edge_by(controller: Controller, delta: float) -> dict:
     def change(s: LiveState) -> LiveState:
-        matte = s.look.matte or ctl.settings.matte
+        matte = s.look.matte or controller.settings.matte
         width = round(min(1.0, max(0.0, matte.edge_width + delta)), 3)
         return s.with_changes(look=s.look.with_changes(matte=dataclasses.replace(matte, edge_width=width)))
-    ctl.change(change)
-    return _summary(ctl)
+    controller.change(change)
+    return _live_summary(controller)
 
 
-def edge_softer(ctl: Controller) -> dict:
-    return _edge_by(ctl, +EDGE_STEP)
+def edge_softer(controller: Controller) -> dict:
+    return _edge_by(controller, +EDGE_STEP)
 
 
-def edge_harder(ctl: Controller) -> dict:
-    return _edge_by(ctl, -EDGE_STEP)
+def edge_harder(controller: Controller) -> dict:
+    return _edge_by(controller, -EDGE_STEP)
 
 
 # -- mirror and privacy ---------------------------------------------------------------------------------------
-def mirror(ctl: Controller, mode: str = "toggle") -> dict:
+def mirror(controller: Controller, mode: str = "toggle") -> dict:
     mode = mode.strip().lower()
     if mode not in ("on", "off", "toggle"):
         raise ActionError(f"mirror {mode!r}: use on, off or toggle")
-    ctl.change(lambda s: s.with_changes(mirror=(not s.mirror) if mode == "toggle" else mode == "on"))
-    return _summary(ctl)
+    controller.change(lambda s: s.with_changes(mirror=(not s.mirror) if mode == "toggle" else mode == "on"))
+    return _live_summary(controller)
 
 
-def toggle_mirror(ctl: Controller) -> dict:
-    return mirror(ctl, "toggle")
+def toggle_mirror(controller: Controller) -> dict:
+    return mirror(controller, "toggle")
 
 
-def pause(ctl: Controller) -> dict:
-    ctl.change(lambda s: s.with_changes(paused=True))
+def pause(controller: Controller) -> dict:
+    controller.change(lambda s: s.with_changes(paused=True))
     log.info("paused: sending the placeholder, camera released")
-    return _summary(ctl)
+    return _live_summary(controller)
 
 
-def resume(ctl: Controller) -> dict:
-    ctl.change(lambda s: s.with_changes(paused=False))
+def resume(controller: Controller) -> dict:
+    controller.change(lambda s: s.with_changes(paused=False))
     log.info("resumed")
-    return _summary(ctl)
+    return _live_summary(controller)
 
 
-def toggle_pause(ctl: Controller) -> dict:
-    return resume(ctl) if ctl.holder.get().paused else pause(ctl)
+def toggle_pause(controller: Controller) -> dict:
+    return resume(controller) if controller.holder.get().paused else pause(controller)
 
 
 # -- config and status ----------------------------------------------------------------------------------------
-def reload(ctl: Controller) -> dict:
-    from vcam.control.reload import reload_settings
-    reload_settings(ctl)
-    return _summary(ctl)
+def reload(controller: Controller) -> dict:
+    reload_settings(controller)
+    return _live_summary(controller)
 
 
-def status(ctl: Controller) -> dict:
+def status(controller: Controller) -> dict:
     result: dict = {}
     try:
-        result.update(ctl.pipeline.status())
+        result.update(controller.pipeline.status())
     except Exception:  # status must answer even if the pipeline is in trouble
         log.exception("pipeline status failed")
         result["pipeline"] = "status unavailable"
-    for provider in ctl.status_providers:
+    for provider in controller.status_providers:
         try:
             result.update(provider())
         except Exception:
             log.exception("status provider failed")
-    result.update(_summary(ctl))  # the live state is the authority on what the next frame shows
+    result.update(_live_summary(controller))  # the live state is the authority on what the next frame shows
     return result
 
 
-ACTIONS: dict[str, Action] = {a.name: a for a in [
-    Action("next-effect", next_effect, "", "next effect: " + " > ".join(EFFECT_CYCLE)),
-    Action("previous-effect", previous_effect, "", "previous effect"),
-    Action("effect", effect, "NAME", "set the effect: " + ", ".join(EFFECTS), 1, 1),
-    Action("next-background", next_background, "", "next background of the library"),
-    Action("previous-background", previous_background, "", "previous background of the library"),
-    Action("background", background, "N|PATH|COLOUR", "show library entry N (from 1), a file or a colour", 1, 1),
-    Action("blur-stronger", blur_stronger, "", f"blur radius x{BLUR_STEP}"),
-    Action("blur-weaker", blur_weaker, "", f"blur radius /{BLUR_STEP}"),
-    Action("edge-softer", edge_softer, "", f"widen the matte's soft edge by {EDGE_STEP}"),
-    Action("edge-harder", edge_harder, "", f"narrow the matte's soft edge by {EDGE_STEP}"),
-    Action("mirror", mirror, "[on|off|toggle]", "mirror the picture", 0, 1),
-    Action("toggle-mirror", toggle_mirror, "", "mirror on/off"),
-    Action("pause", pause, "", "privacy: send a still placeholder, release the camera"),
-    Action("resume", resume, "", "back to the camera"),
-    Action("toggle-pause", toggle_pause, "", "pause or resume"),
-    Action("reload", reload, "", "re-read the config file (as SIGHUP does)"),
-    Action("status", status, "", "effect, background, fps, latency, camera and on-demand state"),
-]}
-
-ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background", "previous-bg": "previous-background",
-           "prev-effect": "previous-effect", "bg": "background"}
+# What each action of the catalog runs (tests/test_control.py checks the two name the same actions).
+HANDLERS: dict[str, Callable[..., dict]] = {
+    "next-effect": next_effect,
+    "previous-effect": previous_effect,
+    "effect": effect,
+    "next-background": next_background,
+    "previous-background": previous_background,
+    "background": background,
+    "blur-stronger": blur_stronger,
+    "blur-weaker": blur_weaker,
+    "edge-softer": edge_softer,
+    "edge-harder": edge_harder,
+    "mirror": mirror,
+    "toggle-mirror": toggle_mirror,
+    "pause": pause,
+    "resume": resume,
+    "toggle-pause": toggle_pause,
+    "reload": reload,
+    "status": status,
+}

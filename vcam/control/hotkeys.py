@@ -1,106 +1,29 @@
-"""Global hotkeys (pynput, X11) that run the named actions.
+"""Global hotkeys (pynput, X11) that run the named actions, and outlive a display that is missing or goes away.
 
-pynput's X backend connects to the display when `pynput.keyboard` is imported, so without a display
-(a service started before the session, Wayland without XWayland) the import fails. Then hotkeys are
-off with one log line, vcam runs on, and a supervisor thread retries until a display appears; it also
-recreates the listener when the X server goes away. Actions run on their own thread, so a slow switch
-never holds up the X event stream, and one that raises is logged while the listener keeps running.
-Only the configured combinations are ever logged; no other keystroke is recorded anywhere.
+pynput connects to X when `pynput.keyboard` is imported, so without a display hotkeys are off with one
+log line while a supervisor thread retries. Actions run on their own thread, so a slow switch never holds
+up the X event stream. Only the configured combinations are ever logged; no other keystroke is recorded.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import logging
 import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from vcam.config import HotkeySettings
+from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 5.0  # how often to look for a display while hotkeys are waiting for one
-_key_names: frozenset[str] | None = None
-
-
-def _pynput_key_names() -> frozenset[str]:
-    """pynput's portable key names (<ctrl>, <f9>, ...), read from the source of its `Key` enum.
-
-    Importing pynput at all needs an X display (its package imports the X backend), but config
-    validation must work without one (a service starts before the session): so read the names
-    from pynput/keyboard/_base.py without executing it.
-    """
-    global _key_names
-    if _key_names is None:
-        import ast
-        spec = importlib.util.find_spec("pynput")
-        base = Path(next(iter(spec.submodule_search_locations))) / "keyboard" / "_base.py"  # type: ignore
-        tree = ast.parse(base.read_text(encoding="utf-8"))
-        key_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Key")
-        _key_names = frozenset(t.id for n in key_class.body if isinstance(n, ast.Assign)
-                               for t in n.targets if isinstance(t, ast.Name))
-    return _key_names
-
-
-def validate_hotkey(text: str) -> None:
-    """Raise ValueError (saying what is wrong) unless `text` is "" or a valid pynput hotkey string.
-
-    With a display this is pynput's own `HotKey.parse`; without one, the same grammar checked
-    against pynput's key names.
-    """
-    if text == "":
-        return
-    keyboard = sys.modules.get("pynput.keyboard")
-    if keyboard is not None:
-        try:
-            keyboard.HotKey.parse(text)
-        except ValueError as e:
-            raise ValueError(f"{text!r}: pynput cannot parse {e}; use e.g. '<ctrl>+<alt>+b'") from None
-        return
-    _tokens(text)
-
-
-def _tokens(text: str) -> list[str]:
-    """The keys of a hotkey string, normalised (lower case, no brackets); ValueError saying what is wrong."""
-    parts, start = [], 0
-    for i, c in enumerate(text):
-        if c == "+" and i != start:
-            parts.append(text[start:i])
-            start = i + 1
-    if start == len(text):
-        raise ValueError(f"{text!r} ends with '+'; use e.g. '<ctrl>+<alt>+b'")
-    parts.append(text[start:])
-    seen: list[str] = []
-    for part in parts:
-        if len(part) == 1:
-            token = part.lower()
-        elif len(part) > 2 and part[0] == "<" and part[-1] == ">":
-            name = part[1:-1].lower()
-            if name not in _pynput_key_names() and not name.isdigit():
-                raise ValueError(f"{text!r}: unknown key {part!r} (names like <ctrl>, <alt>, <shift>, <cmd>, <f9>)")
-            token = name
-        else:
-            raise ValueError(f"{text!r}: {part!r} is neither one character nor a <key name>; "
-                             f"use e.g. '<ctrl>+<alt>+b'")
-        if token in seen:
-            raise ValueError(f"{text!r}: {part!r} appears twice")
-        seen.append(token)
-    return seen
-
-
-def combination(text: str) -> frozenset[str]:
-    """What a hotkey string means to pynput: a set of keys held together (order and case don't matter),
-    so '<alt>+<ctrl>+B' and '<ctrl>+<alt>+b' are the same combination."""
-    return frozenset(_tokens(text))
 
 
 def bindings(settings: HotkeySettings) -> dict[str, str]:
@@ -140,7 +63,7 @@ def find_display() -> str | None:
 class HotkeyService:
     """Keeps a pynput GlobalHotKeys listener alive for the configured combinations."""
 
-    def __init__(self, settings: HotkeySettings, dispatch: Callable[[str], Any]) -> None:
+    def __init__(self, settings: HotkeySettings, dispatch: Callable[[str], object]) -> None:
         self._dispatch = dispatch
         self._bindings = bindings(settings)
         self._changed = True
@@ -304,5 +227,4 @@ def _listener_class(keyboard):
 
 
 def _is_user_error(e: BaseException) -> bool:
-    from vcam.errors import VcamError
     return isinstance(e, VcamError)

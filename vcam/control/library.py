@@ -1,11 +1,10 @@
-"""The background library: images and videos from [backgrounds] paths, cycled in a stable order.
+"""The background library (images and videos from [backgrounds] paths, in a stable order), loaded so
+that switching backgrounds never stalls the frame path.
 
-Opening a file, decoding it and scaling it to the frame size takes tens of milliseconds (a large JPEG,
-the first frame of a video), several frame intervals. So all of that runs on one loader thread, never
-on the frame path; only when a background is ready does `apply` swap it into the live state, in one
-atomic step. One thread also serialises the switches, so rapid key presses land in order.
-A file that cannot be decoded is skipped with one log line; the replaced background is closed a
-little later, once the worker can no longer be compositing with it.
+Opening, decoding and scaling a file takes several frame intervals, so it runs on one loader thread,
+which also keeps rapid switches in order; a ready background is swapped into the live state in one step.
+An undecodable file is skipped with one log line; a replaced background is closed once no frame in
+flight can still use it.
 """
 from __future__ import annotations
 
@@ -87,8 +86,7 @@ class BackgroundLibrary:
         self._frame_size = frame_size
         self._bad: set[Path] = set()
         # Normal priority on purpose: a niced loader thread that is preempted while holding the GIL
-        # stalls the frame path behind it (priority inversion; measured: up to 240 ms gaps, 400 ms
-        # switches on a loaded machine at nice 19, against ~40 ms gaps at nice 0).
+        # stalls the frame path behind it (priority inversion; measured in docs/control.md).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcam-bg-loader")
         self._retired: list[tuple[float, Background]] = []
         self._lock = threading.Lock()

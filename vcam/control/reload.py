@@ -1,8 +1,9 @@
-"""Config hot reload: re-read the config, apply only what changed, keep the old config if the new is invalid.
+"""Config hot reload, so a config change reaches the stream without restarting it, and a broken
+config never replaces a working one.
 
 SIGHUP, `vcam ctl reload` and saving the file (watched with inotify) all end in the `reload` action,
-which calls `reload_settings`. The stream never restarts: look changes are one LiveState swap, camera
-or output changes go to `pipeline.reconfigure`, which reopens only that stage.
+which calls `reload_settings`: look changes are one LiveState swap, camera or output changes go to
+`pipeline.reconfigure`, which reopens only that stage.
 """
 from __future__ import annotations
 
@@ -12,43 +13,77 @@ import select
 import signal
 import threading
 from pathlib import Path
+from typing import Callable, Protocol
 
 from inotify_simple import INotify, flags
 
 from vcam.compositing.effects import takes_background
-from vcam.config import Settings, user_config_path
 from vcam.compositing.look import look_from_settings
-from vcam.errors import VcamError
+from vcam.config import Settings, user_config_path
+from vcam.control.catalog import ActionError
 from vcam.control.library import BackgroundLibrary, prewarm
+from vcam.errors import VcamError
+from vcam.live.state import LiveState
 
 log = logging.getLogger(__name__)
 
 
-def reload_settings(ctl) -> Settings:
-    """Load the config again and apply it to `ctl` (an actions.Controller); ActionError if rejected."""
-    from vcam.control.actions import ActionError
-    from vcam.control.actions import effect as set_effect
+class Reconfigurable(Protocol):
+    """The pipeline, which reopens only the stages whose settings changed."""
 
-    old = ctl.settings
+    def reconfigure(self, settings: Settings) -> None: ...
+
+
+class ReloadTarget(Protocol):
+    """What a reload changes (an actions.Controller)."""
+
+    settings: Settings
+    library: BackgroundLibrary
+    reload_listeners: list[Callable[[Settings], None]]
+
+    @property
+    def pipeline(self) -> Reconfigurable: ...
+
+    def load_settings(self) -> Settings: ...
+
+    def frame_size(self) -> tuple[int, int]: ...
+
+    def change(self, fn: Callable[[LiveState], LiveState]) -> LiveState: ...
+
+    def run(self, name: str, args: list[str]) -> dict: ...
+
+
+class ReloadRunner(Protocol):
+    """Where SIGHUP and the watcher send their reload (an actions.Controller)."""
+
+    config_path: str | None
+
+    def run(self, name: str) -> object: ...
+
+
+def reload_settings(controller: ReloadTarget) -> Settings:
+    """Load the config again and apply it to `controller`; ActionError if it is rejected."""
+    old = controller.settings
     try:
-        new = ctl.load_settings()
+        new = controller.load_settings()
         look = look_from_settings(new) if new.effect != old.effect else None  # may load [effect] background
         if look is not None and look.background is not None:
-            prewarm(look.background, ctl.frame_size())  # here, not on the frame path
+            prewarm(look.background, controller.frame_size())  # here, not on the frame path
     except VcamError as e:
         log.error("config reload rejected, keeping the running config: %s", e)
         raise ActionError(f"config rejected, running config kept: {e}") from None
     try:
-        ctl.pipeline.reconfigure(new)
+        controller.pipeline.reconfigure(new)
     except VcamError as e:
         if look is not None and look.background is not None:
             look.background.close()
         log.error("config reload: the pipeline refused it, keeping the running config: %s", e)
         raise ActionError(f"config rejected, running config kept: {e}") from None
-    ctl.settings = new
+    controller.settings = new
 
     if new.backgrounds != old.backgrounds:
-        old_library, ctl.library = ctl.library, BackgroundLibrary(new.backgrounds.paths, ctl.frame_size)
+        old_library = controller.library
+        controller.library = BackgroundLibrary(new.backgrounds.paths, controller.frame_size)
         old_library.close()  # the background on screen stays open; the new library retires it when replaced
 
     replaced = []
@@ -72,12 +107,12 @@ def reload_settings(ctl) -> Settings:
             changes["mirror"] = new.output.mirror
         return state.with_changes(**changes) if changes else state
 
-    ctl.change(apply)
+    controller.change(apply)
     for bg in replaced:
-        ctl.library.retire(bg)
+        controller.library.retire(bg)
     if look is not None and takes_background(look.effect) and look.background is None:
-        set_effect(ctl, look.effect)  # the library's entry, or white
-    for listener in list(ctl.reload_listeners):
+        controller.run("effect", [look.effect])  # the library's entry, or white
+    for listener in list(controller.reload_listeners):
         try:
             listener(new)
         except Exception:
@@ -86,20 +121,20 @@ def reload_settings(ctl) -> Settings:
     return new
 
 
-def reload_logged(ctl) -> None:
+def reload_logged(controller: ReloadRunner) -> None:
     """Reload from a signal or the watcher: no one to reply to, so the outcome goes to the log only."""
     try:
-        ctl.run("reload")
+        controller.run("reload")
     except VcamError:
         pass  # already logged with the reason
     except Exception:
         log.exception("config reload failed")
 
 
-def install_sighup(ctl) -> None:
+def install_sighup(controller: ReloadRunner) -> None:
     """SIGHUP reloads the config (on a thread: a handler must not block the main thread's loop)."""
     def handler(signum, frame):
-        threading.Thread(target=reload_logged, args=(ctl,), name="vcam-sighup-reload", daemon=True).start()
+        threading.Thread(target=reload_logged, args=(controller,), name="vcam-sighup-reload", daemon=True).start()
     signal.signal(signal.SIGHUP, handler)
 
 
@@ -114,9 +149,9 @@ class ConfigWatcher:
     FILE_MASK = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
     DIR_MASK = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
 
-    def __init__(self, ctl) -> None:
-        self.ctl = ctl
-        path = Path(ctl.config_path) if ctl.config_path else user_config_path()
+    def __init__(self, controller: ReloadRunner) -> None:
+        self.controller = controller
+        path = Path(controller.config_path) if controller.config_path else user_config_path()
         self.path = path.expanduser().absolute()
         self._stop = threading.Event()
         self._inotify = INotify()
@@ -199,7 +234,7 @@ class ConfigWatcher:
                 pass
             if not self._stop.is_set() and self.path.exists():
                 log.info("config file %s changed: reloading", self.path)
-                reload_logged(self.ctl)
+                reload_logged(self.controller)
 
     def stop(self) -> None:
         if self._stop.is_set():  # stopped before: its fds are closed (and their numbers may be reused)
