@@ -15,10 +15,11 @@ import tomllib
 
 from vcam.compositing.effects import LIVE_EFFECTS as EFFECTS
 from vcam.errors import VcamError
+from vcam.live.sink_names import SINK_NAMES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
-SINKS = ("virtualcam", "preview", "file", "null")
+SINKS = SINK_NAMES  # vcam/live/sink_names.py: one list for the config and the sink registry
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")
 REFINES = ("guided", "none")
