@@ -62,7 +62,8 @@ import json, logging, sys, time
 import numpy as np
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 from vcam.config import load_settings
-from vcam.live.capture import CameraSource, CameraError, CaptureThread, OneSlot
+from vcam.live.capture import CameraSource, CameraError, CaptureThread
+from vcam.live.slot import OneSlot
 settings = load_settings(None, use_user_config=False).replace(
     "camera", source=sys.argv[1] if len(sys.argv) > 1 else __import__("os").environ["FAKE_CAM_DEVICE"],
     width={W}, height={H}, fps=30, mjpg=True)

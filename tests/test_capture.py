@@ -137,7 +137,8 @@ def test_each_opening_of_the_camera_stamps_its_frames_with_a_new_run(mjpg_clip, 
     """The worker resets the matte's temporal smoothing when the run changes: a reopened camera is a cut."""
     import time
 
-    from vcam.live.capture import CaptureThread, OneSlot
+    from vcam.live.capture import CaptureThread
+    from vcam.live.slot import OneSlot
 
     camera = tmp_path / "camera.avi"
     camera.write_bytes(mjpg_clip.read_bytes())
@@ -175,7 +176,7 @@ def test_a_wake_just_before_take_is_not_lost():
     wait must return at once, not after its whole timeout (it then counted as a thread that did not stop)."""
     import time
 
-    from vcam.live.capture import OneSlot
+    from vcam.live.slot import OneSlot
 
     slot = OneSlot()
     slot.wake()  # no one is waiting yet

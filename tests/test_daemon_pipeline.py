@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 from conftest import holds_open
 
-from vcam.live.capture import CameraSource, CaptureThread, OneSlot
+from vcam.live.capture import CameraSource, CaptureThread
 from vcam.config import load_settings
 from vcam.compositing.look import look_from_settings
 from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.pipeline import Pipeline
+from vcam.live.slot import OneSlot
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -81,7 +82,7 @@ def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_pat
         # [output] changed: new size, same camera (still open, never released).
         p.reconfigure(s.replace("output", width=640, height=360))
         assert p.status()["size"] == [640, 360] and p.settings.output.width == 640
-        wait_for(lambda: p.stats.ms["composite"] and p._compositor._hw == (360, 640), 3, "new size")
+        wait_for(lambda: p.stats.ms["composite"] and p.compositor._compositor._hw == (360, 640), 3, "new size")
         # A bad [camera] is refused; the old camera keeps running.
         bad = p.settings.replace("camera", source=str(tmp_path / "missing.mp4"))
         with pytest.raises(VcamError, match="missing.mp4"):
@@ -94,6 +95,35 @@ def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_pat
         before = holder.get()
         p.reconfigure(p.settings.replace("matte", threshold=0.7))
         assert p.settings.matte.threshold == 0.7 and holder.get() is before
+
+
+def test_pause_releases_the_camera_while_the_output_is_stuck_in_a_send(tmp_path, desk_video):
+    """The camera gate, not the output thread, lets the camera go: a pause must not wait for a slow send."""
+    from vcam.live import sinks
+
+    entered, slow = threading.Event(), threading.Event()
+
+    class SlowSink(sinks.NullSink):
+        def send(self, frame):
+            if slow.is_set():
+                entered.set()
+                time.sleep(1.5)
+
+    source, s, holder = copied_camera(tmp_path, desk_video)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sinks.SINKS, "null", SlowSink)
+        with Pipeline(s, holder) as p:
+            wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 5, 10, "live frames")
+            slow.set()
+            assert entered.wait(2), "the output thread never sent"
+            t0 = time.monotonic()
+            holder.update(lambda st: st.with_changes(paused=True))
+            wait_for(lambda: not holds_open(os.getpid(), source), 1.0, "the camera released during the send")
+            assert time.monotonic() - t0 < 1.0 and p.status()["camera"] == "released"
+            slow.clear()
+            n0 = p.frames_sent
+            wait_for(lambda: p.frames_sent > n0 + 1, 3, "the slow send over, placeholders going out")
+            assert p.status()["paused"] is True
 
 
 def test_file_sink_mirror_and_effect(tmp_path, portraits):
@@ -156,11 +186,11 @@ def test_a_mirror_only_reload_does_not_reopen_the_output(tmp_path, portraits):
     holder = LiveStateHolder(LiveState(look=look_from_settings(s), mirror=False))
     with Pipeline(s, holder) as p:
         wait_for(lambda: p.frames_sent >= 20, 10, "plain frames")
-        sink = p._sink
+        sink = p.output.sink
         mirrored = s.replace("output", mirror=True)
         p.reconfigure(mirrored)  # what a reload does; the reload applies mirror to the holder
         holder.update(lambda st: st.with_changes(mirror=True))
-        assert p._sink is sink and p.settings.output.mirror is True
+        assert p.output.sink is sink and p.settings.output.mirror is True
         n0 = p.frames_sent
         wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
         n_total = p.frames_sent
@@ -177,16 +207,16 @@ def test_a_failed_reload_applies_nothing(tmp_path, desk_video):
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
         wait_for(lambda: p.frames_processed > 5, 10, "frames")
-        engine, sink = p._engine, p._sink
+        engine, sink = p.segmenter.engine, p.output.sink
         bad = s.replace("segmentation", interval=2).replace(
             "output", sink="virtualcam", device=str(tmp_path / "no-such-video10"))
         with pytest.raises(VcamError, match="no-such-video10"):
             p.reconfigure(bad)
-        assert p.settings is s and p._pending_engine is None
+        assert p.settings is s and p.segmenter.pending_engine is None
         k0, n0 = p.frames_processed, p.frames_sent
         wait_for(lambda: p.frames_processed > k0 + 5 and p.frames_sent > n0 + 5, 3, "frames after the refusal")
-        assert p._engine is engine  # the old engine, not the refused reload's
-        assert p._sink is not None and p._sink.settings.sink == "null" and p._sink is not sink
+        assert p.segmenter.engine is engine  # the old engine, not the refused reload's
+        assert p.output.sink is not None and p.output.sink.settings.sink == "null" and p.output.sink is not sink
         # A refused [camera] after an accepted [output] change in the same reload: the output goes back too.
         bad = s.replace("output", width=640, height=360).replace("camera", source=str(tmp_path / "gone.mp4"))
         with pytest.raises(VcamError, match="gone.mp4"):
@@ -250,12 +280,12 @@ def test_segmentation_reloads_while_paused_leave_no_engine_open(tmp_path, desk_v
         holder.update(lambda st: st.with_changes(paused=True))
         wait_for(lambda: p.status()["camera"] == "released", 2, "pause")
         p.reconfigure(p.settings.replace("segmentation", model="landscape"))
-        first = p._pending_engine
+        first = p.segmenter.pending_engine
         p.reconfigure(p.settings.replace("segmentation", model="general", interval=2))
-        second = p._pending_engine
+        second = p.segmenter.pending_engine
         assert first is not second and first.segmenter._interp is None, "the unused engine was closed"
         holder.update(lambda st: st.with_changes(paused=False))
-        wait_for(lambda: p._engine is second, 3, "the latest engine swapped in")
+        wait_for(lambda: p.segmenter.engine is second, 3, "the latest engine swapped in")
         k0 = p.frames_processed
         wait_for(lambda: p.frames_processed > k0 + 5, 3, "frames with the new engine")
 
@@ -267,7 +297,7 @@ def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, d
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
         wait_for(lambda: p.frames_processed > 3, 10, "frames")
-        old = p._engine
+        old = p.segmenter.engine
         real_close = old.close
 
         def failing_close():
@@ -276,7 +306,7 @@ def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, d
 
         old.close = failing_close
         p.reconfigure(p.settings.replace("segmentation", model="landscape"))
-        wait_for(lambda: p._engine is not old, 3, "the new engine swapped in")
+        wait_for(lambda: p.segmenter.engine is not old, 3, "the new engine swapped in")
         k0 = p.frames_processed
         wait_for(lambda: p.frames_processed > k0 + 10, 3, "frames with the new engine")
         assert p.dead_threads() == [] and p.status()["dead_threads"] == []
@@ -296,9 +326,9 @@ def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
         def broken_take(*args, **kwargs):
             raise SystemExit  # ends the thread that calls it, quietly
 
-        p._matte_slot.take = broken_take
+        p.matte_slot.take = broken_take
         wait_for(lambda: p.dead_threads() == ["vcam-compositor"], 2, "the compositor reported as ended")
-        p._capture.source.read = broken_take  # the capture thread's read breaks the same way
+        p.capture.source.read = broken_take  # the capture thread's read breaks the same way
         wait_for(lambda: p.dead_threads() == ["vcam-compositor", "vcam-capture"], 2, "the capture reported")
         assert p.status()["dead_threads"] == ["vcam-compositor", "vcam-capture"]
         from vcam.commands.run import status_line

@@ -22,11 +22,12 @@ else:  # the same parser, before it joined the standard library
 from vcam.compositing.effects import LIVE_EFFECTS as EFFECTS
 from vcam.errors import VcamError
 from vcam.hotkey_grammar import combination, validate_hotkey
+from vcam.live.sink_names import SINK_NAMES
 
 # Shipped inside the package (vcam/data/, links to config/ in a checkout), so a wheel install finds it too.
 DEFAULT_CONFIG = Path(str(resources.files("vcam") / "data" / "default.toml"))
 
-SINKS = ("virtualcam", "preview", "file", "null")
+SINKS = SINK_NAMES  # vcam/live/sink_names.py: one list for the config and the sink registry
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")
 REFINES = ("guided", "none")

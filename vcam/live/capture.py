@@ -1,9 +1,7 @@
-"""Capture stage: the camera (or a looped video/image file) read on its own thread into a one-slot handoff.
+"""Capture: the camera (or a looped video or image file) read on its own thread into a one-slot handoff.
 
-Why one slot: a live picture must show the newest frame. If the worker falls behind, an older frame
-still waiting is replaced (and counted as dropped) rather than queued, so latency never grows.
-Why a thread: cv2 reads block for a frame time and release the GIL, so reading overlaps compositing.
-The thread survives the camera going away: it reports "unavailable" and reopens with backoff.
+A thread because a cv2 read blocks for a frame time with the GIL released, so reading overlaps the other
+stages; it survives the camera going away: it reports "unavailable" and reopens with backoff.
 """
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,6 +20,7 @@ from vcam.frames import i420, mjpg
 from vcam.compositing.backgrounds import is_image_path
 from vcam.config import CameraSettings
 from vcam.errors import VcamError
+from vcam.live.slot import OneSlot
 
 log = logging.getLogger(__name__)
 
@@ -37,82 +35,7 @@ class CameraError(VcamError):
     """The camera (or source file) cannot be opened or read; the message names it."""
 
 
-@dataclass
-class Frame:
-    """A captured frame: the pixels, when they were captured (perf_counter s) and the source run it came
-    from (a new number each time a camera is opened, so the worker sees a cut in the input)."""
-
-    image: np.ndarray
-    t_capture: float
-    run: int = 0
-
-
 _runs = itertools.count(1)  # source runs, numbered across all capture threads
-
-
-class OneSlot:
-    """A one-frame mailbox between two threads: put() replaces, take() gets the newest.
-
-    Buffers circulate instead of being allocated: put() hands back a buffer the producer may overwrite
-    (the dropped frame's or one the consumer returned), take() accepts the consumer's previous buffer.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Frame | None = None
-        self._spare: list[np.ndarray] = []
-        self._woken = False  # a wake() no take() has seen yet (it may come before the consumer waits)
-        self.dropped = 0
-
-    def put(self, image: np.ndarray, t_capture: float, run: int = 0) -> np.ndarray | None:
-        """Publish `image` (ownership passes to the slot); returns a buffer to fill next, or None."""
-        with self._cond:
-            recycled = None
-            if self._item is not None:
-                self.dropped += 1
-                recycled = self._item.image
-            elif self._spare:
-                recycled = self._spare.pop()
-            self._item = Frame(image, t_capture, run)
-            self._cond.notify_all()
-        return recycled
-
-    def take(self, timeout: float, give_back: np.ndarray | None = None) -> Frame | None:
-        """The newest frame not yet taken, waiting up to `timeout` s; `give_back` is recycled."""
-        with self._cond:
-            if give_back is not None and len(self._spare) < 2:
-                self._spare.append(give_back)
-            if self._item is None and not self._woken:
-                self._cond.wait(timeout)
-            self._woken = False
-            item, self._item = self._item, None
-            if item is not None:
-                self._cond.notify_all()  # a producer may wait for the slot to empty
-            return item
-
-    def wait_empty(self, timeout: float) -> bool:
-        """Wait until the consumer took the pending frame (or `timeout`); True if the slot is empty."""
-        with self._cond:
-            if self._item is not None:
-                self._cond.wait(timeout)
-            return self._item is None
-
-    def recycle(self, image: np.ndarray) -> None:
-        """Give a buffer the consumer no longer needs back to the producer."""
-        with self._cond:
-            if len(self._spare) < 2:
-                self._spare.append(image)
-
-    def clear(self) -> None:
-        with self._cond:
-            self._item = None
-
-    def wake(self) -> None:
-        """Make the consumer's current or next take() return now (with None if nothing is waiting), so
-        a stop or a state change is seen even if it comes just before the consumer starts to wait."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify_all()
 
 
 def parse_device(source: str) -> str | int:
@@ -286,14 +209,32 @@ class CameraSource:
             self._next_t = time.perf_counter()
 
 
+def camera_size_hint(settings: CameraSettings) -> tuple[int, int]:
+    """The frame size to expect before the camera is open, for [output] width/height = 0: a file's own
+    size, else the size asked of the camera."""
+    source = CameraSource(settings)
+    if source.is_file:
+        try:
+            source.open()
+            return source.size or (settings.width, settings.height)
+        except VcamError:
+            pass
+        finally:
+            source.close()
+    return settings.width, settings.height
+
+
 class CaptureThread:
-    """Reads a CameraSource into a OneSlot; reopens with backoff; can release the camera on request.
+    """Reads a CameraSource into a OneSlot; reopens with backoff; releases the camera when not wanted.
+
+    Policy: set_wanted(False) closes the camera at the thread's next turn and no frame read after it is
+    published; only this thread touches the source while it runs, so stop() never closes it under a read.
 
     state: "ok" (frames flowing), "unavailable" (open/read failing, retrying), "released" (asked to
     let the camera go: on-demand idle or paused; the device is closed so its light goes off).
     """
 
-    def __init__(self, source: CameraSource, slot: OneSlot) -> None:
+    def __init__(self, source: CameraSource, slot: OneSlot[np.ndarray]) -> None:
         self.source = source
         self.slot = slot
         self.state = "released"
@@ -305,14 +246,16 @@ class CaptureThread:
         self._publish = threading.Lock()  # held while publishing; stop() takes it, so none comes after
         self._thread: threading.Thread | None = None
 
-    def start(self, wanted: bool = True) -> None:
-        """Start the thread. A previous thread of this object must be gone (it owns the source)."""
+    def start(self, wanted: bool | None = True) -> None:
+        """Start the thread (None: wanted as set_wanted() left it). A previous thread of this object must be
+        gone (it owns the source)."""
         previous = self._thread
         if previous is not None and previous.is_alive():
             previous.join(STOP_WAIT_S)
             if previous.is_alive():
                 raise CameraError(f"camera {self.source.label}: the previous read has not returned")
-        self.set_wanted(wanted)
+        if wanted is not None:
+            self.set_wanted(wanted)
         self._stop = stop = threading.Event()  # each thread its own: a late old thread never runs on
         thread = threading.Thread(target=self._run, args=(stop,), name="vcam-capture", daemon=True)
         thread.start()

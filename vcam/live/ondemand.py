@@ -19,13 +19,24 @@ import logging
 import os
 import threading
 import time
+from typing import Callable
 
 from inotify_simple import INotify, flags
+
+from vcam.config import Settings
 
 log = logging.getLogger(__name__)
 
 RESCAN_S = 2.0  # periodic rescan in case an event was missed
 POLL_MS = 200
+
+
+def monitored_device(settings: Settings) -> str | None:
+    """The device whose readers decide whether the camera is wanted, or None: on-demand applies only to
+    a virtual camera, and only with [daemon] on_demand."""
+    if settings.daemon.on_demand and settings.output.sink == "virtualcam":
+        return settings.output.device
+    return None
 
 
 def readers_of(device: str, exclude_pid: int | None = None) -> list[int]:
@@ -56,11 +67,15 @@ def readers_of(device: str, exclude_pid: int | None = None) -> list[int]:
 
 
 class ReaderMonitor:
-    """A thread that keeps `.active` = "someone other than us has the device open", with a linger:
-    readers must be gone for `linger` s before we report idle (apps reopen the device when switching
-    resolution, and Chrome briefly opens every camera to list them)."""
+    """A thread that keeps `.active` = "someone other than us has the device open", with a linger.
 
-    def __init__(self, device: str, linger: float = 2.0, on_change=None) -> None:
+    Policy: `active` turns on at the first reader and off only once readers have been gone for `linger` s
+    (apps reopen the device when switching resolution, and Chrome briefly opens every camera to list them);
+    on_change(active) is called on each change, from the monitor's thread (or start()'s).
+    """
+
+    def __init__(self, device: str, linger: float = 2.0,
+                 on_change: Callable[[bool], None] | None = None) -> None:
         self.device = device
         self.linger = linger
         self.on_change = on_change

@@ -24,7 +24,12 @@ class LiveState:
 
 
 class LiveStateHolder:
-    """Atomic holder of the current LiveState, shared by the worker and every control path."""
+    """Atomic holder of the current LiveState, shared by the stages and every control path.
+
+    Policy: get() never blocks (one reference read) and update() swaps in a whole new state under a lock,
+    so concurrent changes never lose each other and no reader sees half of one; listeners run afterwards,
+    in the updating thread, outside the lock.
+    """
 
     def __init__(self, state: LiveState) -> None:
         self._state = state
