@@ -30,6 +30,7 @@ from vcam.compositing.look import Look, look_from_settings
 from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
 from vcam.config import MODELS, Settings, load_settings, picture_size_problem
 from vcam.errors import VcamError
+from vcam.frames.video_file import playback_problem
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
 
     try:
         _check_size(source, w, h)  # inside the try: the capture is released either way
-        with atomic_output(target, check=lambda p: _video_problem(p, index)) as tmp, \
+        with atomic_output(target, check=lambda p: playback_problem(p, index)) as tmp, \
                 Engine(settings, video=True) as engine:
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, (w, h))
             if not writer.isOpened():
@@ -253,19 +254,3 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
         cap.release()
     log.info("wrote %s (%d frames, %.2f fps, %dx%d)", target, index, fps, w, h)
     return 0
-
-
-def _video_problem(path: Path, frames: int) -> str | None:
-    """Why the video just written does not play back with all its frames (a full disk truncates it
-    silently inside FFmpeg), or None."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened() or not cap.read()[0]:
-            return "the written video does not play back (is the disk full?)"
-        written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if written and written < frames:
-            return f"only {written} of {frames} frames were written (is the disk full?)"
-    finally:
-        cap.release()
-    return None
-

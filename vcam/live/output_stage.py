@@ -72,9 +72,14 @@ class OutputStage:
                 self._sink = None
             try:
                 sink = open_sink(new, size, **self._sink_options)
-            except VcamError:
-                self._sink = open_sink(old, self.size, **self._sink_options)
-                raise
+            except Exception as e:  # every failure: a reload must never leave the output closed
+                try:
+                    self._sink = open_sink(old, self.size, **self._sink_options)
+                except Exception:
+                    log.exception("could not reopen the previous output after a refused reload")
+                if isinstance(e, VcamError):
+                    raise
+                raise VcamError(f"[output] not applied: {type(e).__name__}: {e}") from None
             self._sink, self.size = sink, size
 
     def close_sink(self) -> None:

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vcam.compositing.engine import Engine
 from vcam.config import OutputSettings, Settings
 from vcam.errors import VcamError
-from vcam.live.capture import STOP_WAIT_S, CameraSource, camera_size_hint
+from vcam.live.camera_gate import CameraGate
+from vcam.live.capture import STOP_WAIT_S, CameraSource, CaptureThread, camera_size_hint
+from vcam.live.output_stage import OutputStage
+from vcam.live.segmenter_stage import SegmenterStage
+from vcam.live.slot import OneSlot
 from vcam.live.sinks import output_size
 
-if TYPE_CHECKING:
-    from vcam.live.pipeline import Pipeline
+
+class Reconfigurable(Protocol):
+    """What a reload changes in the running pipeline (vcam/live/pipeline.py provides it)."""
+
+    settings: Settings
+    started: bool
+    pace_source: bool
+    output: OutputStage
+    segmenter: SegmenterStage
+    gate: CameraGate
+    capture: CaptureThread
+    out_slot: OneSlot
+
+    def start_capture(self, source: CameraSource) -> None: ...
 
 log = logging.getLogger(__name__)
 
 
-def reconfigure(p: Pipeline, settings: Settings) -> None:
+def reconfigure(p: Reconfigurable, settings: Settings) -> None:
     """Apply reloaded settings to `p`, restarting only the stages whose section changed.
 
     All or nothing: on failure every stage keeps (or gets back) its old settings and VcamError is
@@ -39,7 +55,7 @@ def reconfigure(p: Pipeline, settings: Settings) -> None:
         if camera_changed:
             try:
                 _reopen_camera(p, settings)
-            except VcamError:
+            except Exception:
                 if output_changed:  # back to the old output too: nothing of this reload stays applied
                     try:
                         _reopen_output(p, old, settings)
@@ -57,13 +73,13 @@ def reconfigure(p: Pipeline, settings: Settings) -> None:
     p.out_slot.wake()
 
 
-def _reopen_output(p: Pipeline, new: Settings, old: Settings) -> None:
+def _reopen_output(p: Reconfigurable, new: Settings, old: Settings) -> None:
     """Open `new`'s output in place of the current one; on failure reopen `old`'s and raise."""
     size = output_size(new.output, camera_size_hint(new.camera))
     p.output.reopen(new.output, size, old.output)
 
 
-def _reopen_camera(p: Pipeline, new: Settings) -> None:
+def _reopen_camera(p: Reconfigurable, new: Settings) -> None:
     """Read `new`'s camera instead of the current one; if it cannot open, go on with the old one and raise."""
     source = CameraSource(new.camera, pace=p.pace_source, as_i420=True)
     wanted = p.gate.wanted
@@ -73,7 +89,7 @@ def _reopen_camera(p: Pipeline, new: Settings) -> None:
     if wanted:
         try:
             source.open()  # validate now so a bad [camera] section is reported, not retried forever
-        except VcamError as e:
+        except Exception as e:  # VcamError, or OpenCV's own (a 1x1 PNG as camera): the old camera goes on
             # A fresh thread on the old source (the old thread, if still inside a read, closes its own
             # when the read returns; until then the new one retries as "unavailable").
             old_source = CameraSource(old_capture.source.settings, pace=p.pace_source, as_i420=True)
