@@ -5,6 +5,7 @@ where missing data is a failure: CI must never go green by skipping the real-dat
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -121,3 +122,23 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
     (home / "run").mkdir(mode=0o700)
+
+
+@contextlib.contextmanager
+def unwritable_folder(path: Path):
+    """A folder nobody can create files in: a read-only tmpfs as root (root ignores modes), else mode 0500."""
+    import subprocess
+
+    path.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+    else:
+        os.chmod(path, 0o500)
+        try:
+            yield path
+        finally:
+            os.chmod(path, 0o700)

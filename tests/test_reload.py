@@ -13,7 +13,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_path
+from conftest import require_path, unwritable_folder
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
 from vcam.live import sinks as output
@@ -241,3 +241,29 @@ def test_reload_to_replace_from_the_library_never_shows_white_first(rig):
     final = rig.wait_state(lambda s: s.look.effect == "replace" and s.look.background is not None)
     assert final.look.background.label.endswith(rig.library[0].name)
     assert not [s for s in states if s.look.effect == "replace" and s.look.background is None]
+
+
+def test_a_reload_that_fails_with_any_error_keeps_the_running_pipeline(rig, tmp_path):
+    """A 1x1 PNG as camera fails inside OpenCV (not a VcamError), an unwritable folder fails the file
+    sink: both refused, the old camera and output go on, and the good config still applies afterwards."""
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    before = rig.pipeline.settings
+    camera = dict(rig.sections["camera"])
+    rig.write_config(camera={"source": str(tiny)})
+    reply = rig.ctl("reload")
+    assert not reply["ok"] and "tiny.png" in reply["error"], reply
+    assert rig.pipeline.settings == before
+    assert rig.frame_after(time.perf_counter(), settle=0.3) is not None  # the old camera still streams
+    assert rig.ok("status")["camera"] == "ok"
+
+    with unwritable_folder(tmp_path / "locked") as locked:
+        rig.write_config(camera=camera, output={"sink": "file", "file": str(locked / "out.mp4")})
+        reply = rig.ctl("reload")
+        assert not reply["ok"] and "out.mp4" in reply["error"], reply
+        assert rig.pipeline.settings == before
+        assert rig.frame_after(time.perf_counter(), settle=0.3) is not None  # the old output still sends
+
+    rig.write_config(camera=camera, output={"sink": "null"}, effect={"name": "desaturate"})
+    # the good config is applied: nothing of the refused ones was half-applied
+    assert rig.ok("reload")["effect"] == "desaturate"

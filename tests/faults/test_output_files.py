@@ -14,13 +14,13 @@ import pytest
 from tests.conftest import require_path
 
 
-def vcam(*args, limit_bytes: int | None = None, **kw) -> subprocess.CompletedProcess:
+def vcam(*args, limit_bytes: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     def limit():  # the file-size limit: writes past it fail with EFBIG, as a full disk fails with ENOSPC
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.run([sys.executable, "-m", "vcam", *map(str, args)], capture_output=True, text=True,
                           timeout=180, preexec_fn=limit if limit_bytes else None,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"), **kw)
+                          env=dict(env or os.environ, PYTHONWARNINGS="ignore"))
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -141,3 +141,14 @@ def test_folder_inputs_that_would_share_an_output_name_are_refused_up_front(tmp_
     assert listing(outputs) == []
 
 
+
+
+def test_vcam_run_into_an_unwritable_folder_is_one_line(tmp_path):
+    from tests.conftest import unwritable_folder
+
+    clip = require_path("videos", "outdoor_sitting_640x360.mp4")
+    with unwritable_folder(tmp_path / "ro") as folder:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[output]\nsink = "file"\nfile = "{folder / "out.mp4"}"\n')
+        proc = vcam("--config", config, "run", "--source", clip, env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
+        one_line_error(proc, "out.mp4")

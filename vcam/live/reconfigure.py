@@ -95,10 +95,17 @@ def _reopen_camera(p: Reconfigurable, new: Settings) -> None:
             old_source = CameraSource(old_capture.source.settings, pace=p.pace_source, as_i420=True)
             p.start_capture(old_source)
             busy = "" if closed else " (the old camera was still busy in a read)"
-            raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {e}{busy}") from None
+            why = str(e) if isinstance(e, VcamError) else f"{source.label}: cannot be read ({_first_line(e)})"
+            raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {why}{busy}") from None
     p.start_capture(source)
 
 
 def _without_mirror(output: OutputSettings) -> OutputSettings:
     """[output] minus mirror, which is live state: a mirror change alone must not reopen the device."""
     return dataclasses.replace(output, mirror=False)
+
+
+def _first_line(error: Exception) -> str:
+    """A library's error in one line (OpenCV's span several, with the C++ source location first)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
