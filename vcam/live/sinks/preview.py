@@ -25,9 +25,14 @@ class PreviewSink(Sink):
 
     def __init__(self, settings: OutputSettings, size: tuple[int, int], fps: float) -> None:
         super().__init__(settings, size, fps)
-        if not os.environ.get("DISPLAY"):  # Qt's highgui aborts the process without a display
+        display = os.environ.get("DISPLAY")
+        if not display:  # Qt's highgui aborts the whole process without a display
             raise OutputError('[output] sink = "preview" needs an X display (DISPLAY is not set); '
                               'use sink = "file" or "null" on a headless machine')
+        problem = _display_problem(display)
+        if problem:
+            raise OutputError(f'[output] sink = "preview": cannot open the X display {display} ({problem}); '
+                              f'use sink = "file" or "null", or fix DISPLAY')
         self._gui_thread: int | None = None
         self._closed = False
         self._bgr: np.ndarray | None = None
@@ -55,3 +60,18 @@ class PreviewSink(Sink):
     def close(self) -> None:
         self._closed = True
         self._destroy()
+
+
+def _display_problem(display: str) -> str | None:
+    """Why the X display cannot be opened, or None: probed with python-xlib (pynput's own X client)
+    before Qt sees it, because Qt aborts the process (the socket and camera left behind) instead."""
+    try:
+        from Xlib.display import Display
+        from Xlib.error import DisplayError
+    except ImportError:
+        return None  # nothing to probe with: let OpenCV try
+    try:
+        Display(display).close()
+    except (DisplayError, OSError) as e:
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None
