@@ -142,3 +142,28 @@ def unwritable_folder(path: Path):
             yield path
         finally:
             os.chmod(path, 0o700)
+
+
+def mp4_with_display_rotation(image, path: Path, frames: int = 8) -> None:
+    """An mp4 whose pixels are stored sideways with a 90-degree display matrix in its track header, as
+    phones record portrait video."""
+    import struct
+
+    import cv2
+
+    side = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, side.shape[1::-1])
+    for _ in range(frames):
+        writer.write(side)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd") + 4
+    assert data[at] == 0  # version 0 header: the matrix follows 40 bytes of fields
+    at += 4 + 20 + 8 + 8
+
+    def fixed(v: float, bits: int) -> bytes:
+        return struct.pack(">i", int(v * (1 << bits)))
+
+    matrix = [(0, 16), (1, 16), (0, 30), (-1, 16), (0, 16), (0, 30), (0, 16), (0, 16), (1, 30)]
+    data[at:at + 36] = b"".join(fixed(v, b) for v, b in matrix)
+    path.write_bytes(bytes(data))

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import mp4_with_display_rotation
 
 
 def vcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -288,32 +289,9 @@ def test_model_option_picks_the_model(tmp_path, portrait):
     assert differ > 1000, differ
 
 
-def _mp4_with_display_rotation(image: np.ndarray, path: Path, frames: int = 8) -> None:
-    """An mp4 whose pixels are stored sideways with a 90-degree display matrix in its track header, as
-    phones record portrait video."""
-    import struct
-
-    side = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, side.shape[1::-1])
-    for _ in range(frames):
-        writer.write(side)
-    writer.release()
-    data = bytearray(path.read_bytes())
-    at = data.find(b"tkhd") + 4
-    assert data[at] == 0  # version 0 header: the matrix follows 40 bytes of fields
-    at += 4 + 20 + 8 + 8
-
-    def fixed(v: float, bits: int) -> bytes:
-        return struct.pack(">i", int(v * (1 << bits)))
-
-    matrix = [(0, 16), (1, 16), (0, 30), (-1, 16), (0, 16), (0, 30), (0, 16), (0, 16), (1, 30)]
-    data[at:at + 36] = b"".join(fixed(v, b) for v, b in matrix)
-    path.write_bytes(bytes(data))
-
-
 def test_video_display_rotation_is_honoured(tmp_path, portrait):
     clip, out = tmp_path / "phone.mp4", tmp_path / "matte.mp4"
-    _mp4_with_display_rotation(cv2.imread(str(portrait[0])), clip)
+    mp4_with_display_rotation(cv2.imread(str(portrait[0])), clip)
     assert vcam("apply", clip, out, "--effect", "mask").returncode == 0
     cap = cv2.VideoCapture(str(out))
     ok, frame = cap.read()

@@ -186,3 +186,16 @@ def test_a_wake_just_before_take_is_not_lost():
     t0 = time.monotonic()
     assert slot.take(0.3) is None  # the wake was used up: the next take waits as usual
     assert time.monotonic() - t0 >= 0.25
+
+
+def test_a_camera_clip_with_display_rotation_is_read_upright(tmp_path, portraits):
+    from conftest import mp4_with_display_rotation
+
+    clip = tmp_path / "phone.mp4"
+    mp4_with_display_rotation(cv2.imread(str(portraits[0][0])), clip)
+    source = source_for(clip)
+    source.open()
+    try:
+        assert source.read().shape[:2] == (800, 600)  # stored 600 tall, shown 800 tall
+    finally:
+        source.close()

@@ -211,6 +211,7 @@ class VideoBackground(Background):
         self.path = path
         self.label = str(path)
         self._cap = cv2.VideoCapture(str(path))
+        self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # shown the way players show it
         ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
         if not ok or first is None:
             self._cap.release()

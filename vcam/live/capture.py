@@ -90,6 +90,7 @@ class CameraSource:
             if not self.path.is_file():
                 raise CameraError(f"{self.path}: camera source file not found")
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # a phone clip's display rotation: the person upright
             if not cap.isOpened():
                 cap.release()
                 raise CameraError(f"{self.path}: cannot decode camera source video")
