@@ -205,6 +205,14 @@ def blueness(frame: np.ndarray) -> float:
     return float(region[..., 0].mean() - region[..., 2].mean())
 
 
+def grey(frame: np.ndarray) -> bool:
+    """The blue boxes in grey: every pixel's three channels equal (the key colour, the blue camera picture,
+    a replaced or blurred background all differ by 100 levels or more there); the region's 2 px border is
+    left out, since the person's edge just outside can tint it through I420's half-resolution colour."""
+    region = frame[BLUE_BOXES][2:-2, 2:-2].astype(np.int16)
+    return int((region.max(axis=2) - region.min(axis=2)).max()) <= 3
+
+
 def sharpness(frame: np.ndarray) -> float:
     """Detail in the shelf region: the Laplacian's variance, at half size so that the rounding of an I420
     frame's half-resolution chroma on its way back to BGR (a floor of about 2 here) does not count."""
