@@ -80,11 +80,14 @@ def test_webcam_mjpg_is_read_as_jpeg_and_decoded_by_vcam(webcam):
     code = PRELUDE + """
 source = CameraSource(settings.camera)
 source.open()
-buffer, frames, t0 = None, [], time.perf_counter()
+buffer, frames = None, []
 for _ in range(15):
     buffer = source.read(buffer)
     frames.append(buffer.copy())
-rate = 14 / (time.perf_counter() - t0)
+t0 = time.perf_counter()
+for _ in range(45):  # the rate over 1.5 s, after the first frames
+    buffer = source.read(buffer)
+rate = 45 / (time.perf_counter() - t0)
 np.save(sys.argv[2], np.stack(frames))
 print(json.dumps({"raw": source.raw_jpeg, "size": source.size, "fps": source.fps, "rate": rate}))
 source.close()
@@ -94,7 +97,8 @@ source.close()
     assert result["raw"], "the V4L2 backend hands over the JPEG bytes and vcam decodes them"
     assert tuple(result["size"]) == (W, H) and result["fps"] == 30
     assert f"granted {W}x{H}@30 MJPG (decoded by vcam)" in log
-    assert 25 <= result["rate"] <= 35, "frames come at the camera's rate"
+    # the camera's 30 fps, not an unpaced burst (hundreds) nor every other frame (15)
+    assert 22 <= result["rate"] <= 38, "frames come at the camera's rate"
     matches = [best_match(f, webcam["reference"]) for f in np.load(out_file)]
     assert all(psnr > 40 for _, psnr in matches), matches
     order = [i for i, _ in matches]

@@ -171,7 +171,7 @@ def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path
     time.sleep(3.0)
     rows = fake.writes()[n0:]
     rate = (len(rows) - 1) / (rows[-1][0] - rows[0][0])
-    assert 30 * 0.6 <= rate <= 30 * 1.15, f"send rate {rate:.1f} fps"
+    assert 27 <= rate <= 33, f"send rate {rate:.1f} fps"  # 30 fps within 10%: 20 would be repeats only
 
     # STATUS reports fps and the effect, with watchdog pings.
     deadline = time.monotonic() + 6
