@@ -28,14 +28,15 @@ import numpy as np
 from vcam.frames import i420
 from vcam.live.capture import STOP_WAIT_S, CameraSource, CaptureThread, Frame, OneSlot
 from vcam.config import Settings
-from vcam.compositing.compositor_bgr import blur_factor
 from vcam.compositing.compositor_i420 import I420Compositor
-from vcam.compositing.engine import Engine
+from vcam.compositing.effects import EFFECTS
 from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.ondemand import ReaderMonitor
 from vcam.live.sinks import OutputError, Sink, open_sink, output_size
 from vcam.live.placeholder import placeholder_i420
+from vcam.matting.matte import Matte
+from vcam.matting.matting import Matting
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +52,20 @@ def _kept(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass
-class Matted:
-    """A frame at output size (I420, vcam/i420.py) with its alpha matte and the LiveState it is to be
-    composited with.
+class MattedFrame:
+    """A frame at output size (I420, vcam/frames/i420.py), its Matte and the LiveState it is to be
+    composited with: what the segmenter thread hands the compositor thread.
 
     `frame` is the camera's own buffer when the camera delivers the output size (no copy; the
-    compositor returns it to the camera slot), else `resized`, this item's buffer.
+    compositor returns it to the camera slot), else `resized`, this item's buffer. `matte` owns its
+    buffers and is refilled for each frame this item carries; it is left as it was (and not composited
+    with) when the frame's effect needs no matte.
     """
 
     resized: np.ndarray
-    alpha: np.ndarray
+    matte: Matte | None = None
     frame: np.ndarray | None = None
     state: LiveState | None = None
-    small: np.ndarray | None = None  # the frame reduced by blur_factor(), for the blur effect
-    lut: np.ndarray | None = None  # the matte's soft-edge mapping, left to the compositor (Engine.alpha)
-    source: np.ndarray | None = None  # the small mask the alpha was upsampled from, or None
-
-    def keep_source(self, source: np.ndarray | None) -> None:
-        """Copy the matte's small source mask (its buffer is reused for the next frame)."""
-        self.source = None if source is None else _kept(self.source, source)
-
-    def keep_small(self, reduced: np.ndarray) -> None:
-        """Copy the segmenter's reduced frame (its buffer is reused for the next frame)."""
-        self.small = _kept(self.small, reduced)
 
     @property
     def camera_buffer(self) -> bool:
@@ -128,11 +120,11 @@ class Pipeline:
         self._stop = threading.Event()
         self._sink_lock = threading.Lock()
         self._cam_slot = OneSlot()
-        self._matte_slot = OneSlot()  # carries Matted items: frame + alpha + the state they were made for
+        self._matte_slot = OneSlot()  # carries MattedFrame items: frame + matte + the state they were made for
         self._out_slot = OneSlot()
         self._compositor = I420Compositor()
-        self._engine: Engine | None = None
-        self._pending_engine: Engine | None = None
+        self._engine: Matting | None = None
+        self._pending_engine: Matting | None = None
         self._engine_lock = threading.Lock()  # guards _pending_engine between reconfigure and the worker
         self._sink: Sink | None = None
         self._capture: CaptureThread | None = None
@@ -151,7 +143,7 @@ class Pipeline:
         # synchronisation: measured 61% -> 54% of a core for 720p blur at 30 fps with one thread each.
         cv2.setNumThreads(1)
         self._size = output_size(s.output, self._camera_size_hint(s))  # may refuse the size: before the model
-        self._engine = Engine(s, video=True)
+        self._engine = Matting(s, video=True)
         try:
             self._sink = open_sink(s.output, self._size, **self._sink_options)
         except BaseException:
@@ -282,7 +274,7 @@ class Pipeline:
             return
         output_changed = _without_mirror(settings.output) != _without_mirror(old.output)
         camera_changed = settings.camera != old.camera
-        engine = Engine(settings, video=True) if settings.segmentation != old.segmentation else None
+        engine = Matting(settings, video=True) if settings.segmentation != old.segmentation else None
         try:
             if output_changed:
                 self._reopen_output(settings, old)
@@ -346,9 +338,9 @@ class Pipeline:
 
     # -- threads ------------------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
-        """Segmentation: camera frame -> (frame at output size, alpha matte, state) for the compositor."""
+        """Segmentation: camera frame -> (frame at output size, its Matte, state) for the compositor."""
         done: np.ndarray | None = None  # the camera buffer to give back on the next take
-        matted: Matted | None = None  # the next item to fill (recycled through the matte slot)
+        matted: MattedFrame | None = None  # the next item to fill (recycled through the matte slot)
         last_run = 0
         while not self._stop.is_set():
             item = self._cam_slot.take(0.2, give_back=done)
@@ -370,23 +362,21 @@ class Pipeline:
                         log.exception("closing the previous segmentation engine failed")
                 if item.run != last_run:  # the camera (re)opened: a cut, don't smooth across it
                     last_run = item.run
-                    self._engine.matte.reset()
+                    self._engine.reset()
                 t0 = time.perf_counter()
                 w, h = self._size
                 if matted is None or matted.resized.shape != i420.shape((w, h)):
-                    matted = Matted(i420.new((w, h)), np.empty((h, w), np.uint8))
+                    matted = MattedFrame(i420.new((w, h)), Matte.blank((w, h)))
                 if i420.size(item.image) == (w, h):
                     matted.frame, done = item.image, None  # travels on; the compositor gives it back
                 else:
                     matted.frame = i420.resize(item.image, (w, h), dst=matted.resized)
                 t1 = time.perf_counter()
-                if state.look.effect != "none":
-                    self._engine.alpha(matted.frame, int(item.t_capture * 1000), state.look.matte,
-                                       dst=matted.alpha, defer_lut=True)
-                    matted.lut = self._engine.pending_lut()
-                    matted.keep_source(self._engine.alpha_source())
-                    if state.look.effect == "blur":
-                        matted.keep_small(self._engine.reduced.ycc(blur_factor(state.look.blur, h)))
+                effect = EFFECTS[state.look.effect]
+                if effect.needs_matte:
+                    matted.matte = self._engine.run(matted.frame, int(item.t_capture * 1000), state.look.matte,
+                                                    blur=state.look.blur if effect.needs_small else None,
+                                                    into=matted.matte)
                     times = self._engine.times
                     self.stats.ms["segment"].append(times.segment)
                     self.stats.ms["matte"].append(times.matte)
@@ -399,15 +389,15 @@ class Pipeline:
                 self._log_failure("frame failed; keeping the last good frame")
 
     def _compositor_loop(self) -> None:
-        """Compositing: (frame, alpha, state) -> the output frame, mirrored if asked."""
-        done: Matted | None = None
+        """Compositing: (frame, matte, state) -> the output frame, mirrored if asked."""
+        done: MattedFrame | None = None
         out_buf: np.ndarray | None = None
         while not self._stop.is_set():
             item = self._matte_slot.take(0.2, give_back=done)
             done = None
             if item is None:
                 continue
-            matted: Matted = item.image
+            matted: MattedFrame = item.image
             done = matted
             look, state = matted.state.look, matted.state
             try:
@@ -416,14 +406,12 @@ class Pipeline:
                     out_buf = np.empty_like(matted.frame)
                 # straight into the output buffer unless it still has to be mirrored; even "none" is a copy,
                 # from the camera's range to the output's (vcam/i420.py)
-                out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
-                                                 background=look.background, blur=look.blur,
-                                                 key_color=look.key_color, small=matted.small,
-                                                 lut=matted.lut, source=matted.source, t=item.t_capture,
-                                                 dst=None if state.mirror else out_buf)
+                needs_matte = EFFECTS[look.effect].needs_matte
+                out = self._compositor.composite(matted.frame, matted.matte if needs_matte else None, look,
+                                                 None if state.mirror else out_buf, item.t_capture)
                 if state.mirror:
                     i420.flip(out, out_buf)
-                if look.effect != "none":
+                if needs_matte:
                     self.stats.ms["composite"].append((time.perf_counter() - t0) * 1e3)
                 out_buf = self._out_slot.put(out_buf, item.t_capture)
                 self.frames_processed += 1
