@@ -7,9 +7,10 @@ import pytest
 
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
 from vcam.config import load_settings
-from vcam.compositing.compositor_bgr import lut_bounds
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look
+from vcam.compositing.spans import PersonSpans, lut_bounds
+from vcam.matting.matte import Matte
 
 EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
 # The model itself mislabels a little background on some portraits (its IoU is 0.962, not 1), so "behind the
@@ -245,11 +246,11 @@ def test_blend_limited_to_the_person_equals_the_whole_frame_formula(engine, samp
         if effect == "desaturate":
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             background = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-            out = engine.compositor.composite(image, alpha, "desaturate")
+            out = engine.compositor.composite(image, Matte(alpha), Look(effect="desaturate"))
         else:
             background = solid.frame(image.shape[1::-1])
-            out = engine.compositor.composite(image, alpha, "replace", background=solid)
-        spans = engine.compositor.person_spans(alpha)
+            out = engine.compositor.composite(image, Matte(alpha), Look(effect="replace", background=solid))
+        spans = engine.compositor.spans.find(alpha)
         assert any(solid_run for *_, solid_run in spans), "the inside of the person should be copied"
         expected = full_frame_blend(image, alpha, background)
         assert np.abs(out.astype(int) - expected).max() <= 1  # each uint8 product rounds on its own
@@ -262,25 +263,22 @@ def test_soft_edge_lut_left_to_the_compositor_gives_the_same_frame(engine, sampl
     for image, _, _ in samples[:3]:
         for effect in ("replace", "blur"):
             look = Look(effect=effect, background=solid)
-            final = engine.compositor.composite(image, engine.alpha(image).copy(), effect, background=solid).copy()
-            soft = engine.alpha(image, defer_lut=True)
-            lut = engine.pending_lut()
+            final = engine.compositor.composite(image, Matte(engine.alpha(image).copy()), look).copy()
+            matte = engine.matting.run(image)
+            soft, lut = matte.alpha, matte.lut
             assert lut is not None and np.any(soft != cv2.LUT(soft, lut)), "the LUT was really left undone"
             lo, hi = lut_bounds(lut)
             assert 0 < lo < hi < 255 and lut[lo - 1] == 0 and lut[hi] == 255
-            source = engine.alpha_source().copy()
+            source = matte.mask.copy()
             assert np.array_equal(engine.process(image, look), final)
-            assert np.array_equal(engine.compositor.composite(image, soft, effect, background=solid, lut=lut),
-                                  final)
-            assert np.array_equal(engine.compositor.composite(image, soft, effect, background=solid, lut=lut,
-                                                              source=source), final)
+            assert np.array_equal(engine.compositor.composite(image, Matte(soft, lut), look), final)
+            assert np.array_equal(engine.compositor.composite(image, Matte(soft, lut, source), look), final)
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (333, 181), (64, 48)])
 def test_person_extent_read_from_the_small_mask_bounds_the_full_one(size):
     """The compositor may find the person's extent from the small mask the alpha was upsampled from;
     its rectangles must still cover every pixel the LUT makes visible and copy only full-person ones."""
-    from vcam.compositing.compositor_bgr import Compositor
     from vcam.matting.matte import smoothstep_lut
 
     w, h = size
@@ -294,9 +292,9 @@ def test_person_extent_read_from_the_small_mask_bounds_the_full_one(size):
         source[rng.integers(0, gh, 40), rng.integers(0, gw, 40)] = rng.integers(0, 256, 40)  # lone specks
         source[:, :2] = hi  # the edges, where the positions are clamped
         alpha = cv2.resize(source, (w, h), interpolation=cv2.INTER_LINEAR)
-        exact, bounded = Compositor(), Compositor()
-        exact.person_spans(alpha)
-        spans = bounded.person_spans(alpha, lut, source)
+        exact, bounded = PersonSpans(), PersonSpans()
+        exact.find(alpha)
+        spans = bounded.find(alpha, lut, source)
         # the extremes read from the source bound every strip's true column-wise max and min
         assert (bounded._colmax >= exact._colmax).all() and (bounded._colmin <= exact._colmin).all()
         covered = np.zeros((h, w), bool)
@@ -305,8 +303,8 @@ def test_person_extent_read_from_the_small_mask_bounds_the_full_one(size):
             if solid:
                 assert (alpha[y0:y1, x0:x1] >= hi).all(), (gw, gh, y0, y1, x0, x1)
         assert covered[alpha >= lo].all(), (gw, gh)
-        exact = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, s in Compositor().person_spans(alpha, lut) if not s)
-        bounded = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, s in Compositor().person_spans(alpha, lut, source)
+        exact = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, s in PersonSpans().find(alpha, lut) if not s)
+        bounded = sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, s in PersonSpans().find(alpha, lut, source)
                       if not s)
         if w >= 2 * gw:  # upsampling, as live: the bound stays close to the exact extent
             assert bounded <= 1.5 * exact + 64 * h / 12
@@ -336,11 +334,12 @@ def test_reducer_halves_to_box_averages_and_shares_them():
 
 def test_strong_blur_at_1080p_reduces_further_but_looks_the_same(engine, samples):
     """At 1080p a strong blur is made at 1/8 instead of 1/4: the same look, within a few grey levels."""
-    from vcam.compositing.compositor_bgr import Compositor, blur_factor
+    from vcam.compositing.blur import blur_factor
+    from vcam.compositing.compositor_bgr import BGRCompositor
 
     image = cv2.resize(samples[0][0], (1920, 1080))
     assert blur_factor(24, 1080) == 8 and blur_factor(24, 720) == 4 and blur_factor(12, 1080) == 4
-    at_eighth = Compositor().blurred(image, 24, np.empty_like(image))
+    at_eighth = BGRCompositor().blurred(image, 24, np.empty_like(image))
     at_quarter = cv2.resize(cv2.stackBlur(cv2.resize(image, (480, 270), interpolation=cv2.INTER_AREA),
                                           (13, 13)), (1920, 1080), interpolation=cv2.INTER_LINEAR)
     assert np.abs(at_eighth.astype(int) - at_quarter).mean() < 3.0
@@ -354,7 +353,7 @@ def test_blur_is_the_triangle_kernel_of_stack_blur(samples, strength):
     """blurred() makes stackBlur's triangle kernel from two box passes (half the cost). Against the exact
     triangle filter (float, the same radius at 1/4 size) it is off by roundings only, for odd and even
     box widths (strength 12 and 28 give even ones), except at the frame's own border."""
-    from vcam.compositing.compositor_bgr import Compositor
+    from vcam.compositing.compositor_bgr import BGRCompositor
 
     image = cv2.resize(samples[0][0], (1280, 720))
     radius = round(strength / 4)
@@ -363,7 +362,7 @@ def test_blur_is_the_triangle_kernel_of_stack_blur(samples, strength):
     quarter = cv2.resize(image, (320, 180), interpolation=cv2.INTER_AREA).astype(np.float32)
     exact = cv2.resize(cv2.sepFilter2D(quarter, -1, triangle, triangle, borderType=cv2.BORDER_REPLICATE),
                        (1280, 720), interpolation=cv2.INTER_LINEAR)
-    ours = Compositor().blurred(image, strength, np.empty_like(image))
+    ours = BGRCompositor().blurred(image, strength, np.empty_like(image))
     inside = (slice(4 * radius + 8, -4 * radius - 8),) * 2
     diff = np.abs(ours - exact)[inside]
     assert diff.max() <= 2.0 and diff.mean() < 0.6

@@ -18,11 +18,13 @@ from vcam.frames import i420, turbojpeg
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, cover_resize
 from vcam.live.capture import CameraSource
 from vcam.config import load_settings
-from vcam.compositing.compositor_bgr import Compositor
+from vcam.compositing.compositor_bgr import BGRCompositor
 from vcam.compositing.compositor_i420 import I420Compositor
 from vcam.compositing.engine import Engine
+from vcam.compositing.look import Look
 from vcam.frames.mjpg import MjpgDecoder
 from vcam.frames.reduce import Reducer
+from vcam.matting.matte import Matte
 
 SAMPLINGS = {
     "420": (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, turbojpeg.SAMP_420),
@@ -302,8 +304,8 @@ def mattes(engine, portraits):
         frame = i420.from_bgr(bgr, full_range=True)
         case = {"bgr": bgr, "i420": frame}
         for key, picture in (("i420", frame), ("bgr", bgr)):
-            alpha = engine.alpha(picture, defer_lut=True).copy()
-            lut, source = engine.pending_lut(), engine.alpha_source()
+            matte = engine.matting.run(picture)  # a new Matte: its own buffers
+            alpha, lut, source = matte.alpha, matte.lut, matte.mask
             case[key + "_matte"] = (alpha, None if lut is None else lut.copy(),
                                     None if source is None else source.copy())
         cases.append(case)
@@ -353,11 +355,10 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
         h, w = bgr.shape[:2]
         alpha_i, lut_i, source_i = case["i420_matte"]
         alpha_b, lut_b, source_b = case["bgr_matte"]
-        out = I420Compositor().composite(frame, alpha_i, effect, background=background, lut=lut_i,
-                                         source=source_i, small=None)
+        look = Look(effect=effect, background=background)
+        out = I420Compositor().composite(frame, Matte(alpha_i, lut_i, source_i), look)
         assert out.shape == frame.shape and out is not frame
-        reference = Compositor().composite(bgr, alpha_b, effect, background=background, lut=lut_b,
-                                           source=source_b, small=None)
+        reference = BGRCompositor().composite(bgr, Matte(alpha_b, lut_b, source_b), look)
         as_sent = i420.to_bgr(i420.from_bgr(reference))
         shown = i420.to_bgr(out)
         assert mean_diff(shown, as_sent) < MAX_COMPOSITE_DIFF

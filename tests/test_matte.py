@@ -12,7 +12,8 @@ from vcam.config import ConfigError, load_settings
 from vcam.compositing.engine import Engine
 from vcam.commands.eval import eval_portraits, iou
 from vcam.matting.matte import MatteBuilder, guide_size, smoothstep_lut
-from vcam.matting.segmenter import ModelError, Segmenter
+from vcam.matting.models import ModelError
+from vcam.matting.runtimes import open_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_guided_refinement_is_what_moves_the_edge(settings, portraits):
 
 def test_build_reuses_its_buffer_and_follows_size_changes(settings, portraits):
     image = cv2.imread(str(portraits[0][0]))
-    with Segmenter("general") as seg:
+    with open_segmenter("general") as seg:
         conf = seg.segment(image).copy()
     builder = MatteBuilder(settings.matte, video=True)
     h, w = image.shape[:2]
@@ -92,7 +93,7 @@ def test_temporal_smoothing_does_not_smear_a_moving_person(settings, portraits):
     a = cv2.imread(str(portraits[0][0]))
     b = cv2.imread(str(portraits[1][0]))
     b = cv2.resize(b, a.shape[1::-1])
-    with Segmenter("general") as seg:
+    with open_segmenter("general") as seg:
         conf_a, conf_b = seg.segment(a).copy(), seg.segment(b).copy()
     h, w = a.shape[:2]
     per_frame = MatteBuilder(settings.matte, video=False).build(conf_b, (w, h), b).copy()
@@ -130,7 +131,7 @@ def test_temporal_smoothing_steadies_still_edges(settings, desk_video):
 
 def test_live_edge_width_change_keeps_working(settings, portraits):
     image = cv2.imread(str(portraits[0][0]))
-    with Segmenter("general") as seg:
+    with open_segmenter("general") as seg:
         conf = seg.segment(image).copy()
     h, w = image.shape[:2]
     builder = MatteBuilder(settings.matte, video=True)
@@ -145,7 +146,7 @@ def test_litert_runtime_gives_the_same_mask_as_mediapipe(portraits):
     """Same model, input sampled from the shared reduction rather than MediaPipe's mask-size copy
     (runtime_litert.py): the masks agree to a fraction of a grey level on average."""
     diffs, ious = [], []
-    with Segmenter("general") as mp_seg, Segmenter("general", runtime="litert") as lite:
+    with open_segmenter("general") as mp_seg, open_segmenter("general", runtime="litert") as lite:
         for image_path, _ in portraits[::11]:
             image = cv2.imread(str(image_path))
             a = mp_seg.segment(image).copy()
@@ -161,7 +162,7 @@ def test_litert_runtime_landscape_model_and_engine(settings, portraits):
     s = settings.replace("segmentation", runtime="litert", model="landscape")
     truth_iou = []
     with Engine(s, video=False) as engine:
-        assert engine.segmenter.runtime == "litert"
+        assert engine.matting.segmenter.runtime == "litert"
         for image_path, mask_path in portraits[::40]:
             image = cv2.imread(str(image_path))
             truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127
@@ -173,9 +174,9 @@ def test_litert_runtime_rejects_a_bogus_model(tmp_path):
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"not a flatbuffer" * 100)
     with pytest.raises(ModelError, match="bogus.tflite"):
-        Segmenter("general", str(bogus), runtime="litert")
+        open_segmenter("general", str(bogus), runtime="litert")
     with pytest.raises(ModelError, match="not found"):
-        Segmenter("general", str(tmp_path / "missing.tflite"), runtime="litert")
+        open_segmenter("general", str(tmp_path / "missing.tflite"), runtime="litert")
 
 
 def test_interval_two_skips_the_model_but_the_matte_follows_each_frame(settings, desk_video):
@@ -214,7 +215,7 @@ def test_guided_filter_is_the_guided_filter(settings, portraits):
     from vcam.matting.matte import guide_size
 
     image = cv2.imread(str(portraits[5][0]))
-    with Segmenter("general") as seg:
+    with open_segmenter("general") as seg:
         conf = seg.segment(image)
     h, w = image.shape[:2]
     gw, gh = guide_size(w, h, settings.matte.refine_size)

@@ -7,7 +7,8 @@ import pytest
 
 from vcam.config import load_settings
 from vcam.compositing.engine import Engine
-from vcam.matting.segmenter import ModelError, Segmenter, bundled_model_path
+from vcam.matting.models import ModelError, bundled_model_path
+from vcam.matting.runtimes import open_segmenter
 
 
 def mean_iou(portraits, model: str) -> float:
@@ -42,7 +43,7 @@ def test_both_bundled_models_ship_with_mediapipe():
 
 def test_confidence_mask_is_soft_not_thresholded(portraits):
     image = cv2.imread(str(portraits[0][0]))
-    with Segmenter("general") as seg:
+    with open_segmenter("general") as seg:
         confidence = seg.segment(image)
     assert confidence.dtype == np.uint8
     soft = np.count_nonzero((confidence > 10) & (confidence < 245))
@@ -51,7 +52,7 @@ def test_confidence_mask_is_soft_not_thresholded(portraits):
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="not found"):
-        Segmenter("general", str(tmp_path / "nope.tflite"))
+        open_segmenter("general", str(tmp_path / "nope.tflite"))
 
 
 @pytest.mark.parametrize("runtime", ["mediapipe", "litert"])
@@ -59,7 +60,7 @@ def test_incompatible_model_file_is_a_clear_error(tmp_path, runtime):
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"this is not a flatbuffer" * 100)
     with pytest.raises(ModelError, match="bogus.tflite"):
-        Segmenter("general", str(bogus), runtime=runtime)
+        open_segmenter("general", str(bogus), runtime=runtime)
 
 
 @pytest.mark.parametrize("runtime", ["mediapipe", "litert"])
@@ -69,12 +70,12 @@ def test_other_mediapipe_models_are_refused(runtime, other):
     path = bundled_model_path("general").parent.parent / other
     assert path.is_file()
     with pytest.raises(ModelError, match="not a selfie-segmentation model"):
-        Segmenter("general", str(path), runtime=runtime)
+        open_segmenter("general", str(path), runtime=runtime)
 
 
 def test_video_mode_accepts_repeated_timestamps(portraits):
     image = cv2.imread(str(portraits[0][0]))
-    with Segmenter("general", video=True) as seg:
+    with open_segmenter("general", video=True) as seg:
         first = seg.segment(image, 100).copy()
         second = seg.segment(image, 100)  # same timestamp again: must not raise
     assert np.abs(first.astype(int) - second.astype(int)).mean() < 2

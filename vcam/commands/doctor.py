@@ -15,7 +15,7 @@ from vcam.errors import VcamError
 from vcam.frames import turbojpeg
 from vcam.live.capture import CameraSource
 from vcam.live.sinks import MODPROBE_LINE
-from vcam.matting.segmenter import Segmenter
+from vcam.matting.runtimes import open_segmenter
 
 
 def register(subparsers) -> None:
@@ -102,7 +102,7 @@ def check_camera(settings: Settings) -> Check:
 def check_model(settings: Settings) -> Check:
     try:
         seg = settings.segmentation
-        Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime).close()
+        open_segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime).close()
     except VcamError as e:
         return Check(False, "segmentation model does not load", str(e))
     return Check(True, f"segmentation model '{settings.segmentation.model}' loads ({settings.segmentation.runtime})")

@@ -16,13 +16,14 @@ import cv2
 import numpy as np
 
 from vcam.compositing.backgrounds import load_background
-from vcam.compositing.compositor_bgr import Compositor
+from vcam.compositing.compositor_bgr import BGRCompositor
+from vcam.compositing.look import Look
 from vcam.compositing.engine import Engine
 from vcam.config import Settings, load_settings
 from vcam.errors import VcamError
 from vcam.frames.reduce import Reducer
-from vcam.matting.matte import MatteBuilder
-from vcam.matting.segmenter import Segmenter
+from vcam.matting.matte import Matte, MatteBuilder
+from vcam.matting.runtimes import open_segmenter
 from vcam.testdata import testdata_path
 
 BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
@@ -81,7 +82,7 @@ def eval_portraits(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
     """Mean IoU and boundary F of the raw model and of vcam's matte over the portraits."""
     seg = settings.segmentation
     scores = {"raw": {"iou": [], "boundary_f": []}, "vcam": {"iou": [], "boundary_f": []}}
-    with Segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
+    with open_segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
         matte = MatteBuilder(settings.matte, video=False)
         for image_path, mask_path in pairs:
             image = cv2.imread(str(image_path))
@@ -149,7 +150,7 @@ def eval_video(settings: Settings, path: Path, max_frames: int = 300) -> dict:
     prev_gray = gray = static = moving = None
     n = 0
     try:
-        with Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as segmenter, \
+        with open_segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as segmenter, \
                 Engine(settings, video=True) as engine:
             reference = MatteBuilder(per_frame, video=True)
             while n < max_frames:
@@ -212,7 +213,7 @@ def time_stages(settings: Settings, frames: int = 100, size: tuple[int, int] = (
     segmenters = {}
     for runtime in ("mediapipe", "litert"):
         try:
-            segmenters[runtime] = Segmenter(seg.model, seg.model_path, video=True, runtime=runtime)
+            segmenters[runtime] = open_segmenter(seg.model, seg.model_path, video=True, runtime=runtime)
         except VcamError as e:
             out[f"segment_{runtime}_ms"] = None
             out[f"segment_{runtime}_error"] = str(e)
@@ -261,7 +262,7 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     background = load_background(str(testdata_path(*STRIP_BACKGROUND)))
-    compositor = Compositor()
+    compositor = BGRCompositor()
     seg = settings.segmentation
     written = []
     for stem, wanted in (frames or STRIP_FRAMES).items():
@@ -270,7 +271,7 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
         if not cap.isOpened():
             raise EvalError(f"{path}: cannot open the video")
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        with Segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as raw_seg, \
+        with open_segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as raw_seg, \
                 Engine(settings, video=True) as engine:
             for n in range(max(wanted) + 1):
                 ok, frame = cap.read()
@@ -282,7 +283,7 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
                 alpha = engine.alpha(frame, ts)
                 if n not in wanted:
                     continue
-                composite = compositor.composite(frame, alpha, "replace", background=background)
+                composite = compositor.composite(frame, Matte(alpha), Look(effect="replace", background=background))
                 tiles = [frame, cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR), cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR),
                          composite]
                 tw = round(w * tile_height / h)

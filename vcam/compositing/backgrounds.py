@@ -135,6 +135,8 @@ class Background:
     """
 
     label = "background"
+    _i420: np.ndarray | None = None  # frame_i420()'s buffer, and what it holds (size, picture key)
+    _i420_key: object = None
 
     def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
         raise NotImplementedError
@@ -143,8 +145,8 @@ class Background:
         """frame() as I420 (vcam/i420.py) for the live pipeline, converted only when the picture changed."""
         bgr = self.frame(size, t)
         key = (size, self._picture_key())
-        if getattr(self, "_i420_key", None) != key:
-            self._i420 = i420.from_bgr(bgr, getattr(self, "_i420", None))
+        if self._i420_key != key:
+            self._i420 = i420.from_bgr(bgr, self._i420)
             self._i420_key = key
         return self._i420
 
@@ -168,6 +170,22 @@ class ColorBackground(Background):
             self._buf = np.empty((h, w, 3), np.uint8)
             self._buf[:] = self.bgr
         return self._buf
+
+
+class SolidColors:
+    """The colour backgrounds a compositor draws by itself: white (replace without a background) and
+    the key colour (transparent, live). Kept between frames: each fills its buffer once per size, not
+    every frame (docs/performance.md)."""
+
+    def __init__(self) -> None:
+        self.white = ColorBackground((255, 255, 255))
+        self._key: ColorBackground | None = None
+
+    def key(self, bgr: tuple[int, int, int]) -> ColorBackground:
+        """The background of colour `bgr`, the same object while the colour stays."""
+        if self._key is None or self._key.bgr != tuple(bgr):
+            self._key = ColorBackground(tuple(bgr))
+        return self._key
 
 
 MAX_BACKGROUND_SIDE = 3840  # the largest side kept of a background image (4K UHD)

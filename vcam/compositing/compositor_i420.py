@@ -1,4 +1,4 @@
-"""Compositing for the live pipeline, in I420 (vcam/i420.py): the same effects as vcam/effects.py, plane
+"""Compositing for the live pipeline, in I420 (frames/i420.py): the effects of compositor_bgr.py, plane
 by plane, straight into the frame the virtual camera is sent. The camera frame comes in full range and
 the result goes out in limited range: the frame's pixels are rescaled as they are copied or blended
 (cv2.convertScaleAbs in place of a copy costs the same), so no pass is spent on the range alone.
@@ -6,50 +6,108 @@ the result goes out in limited range: the frame's pixels are rescaled as they ar
 Why a second compositor: the live frame never exists in BGR (decoded to planes, sent as planes), and a
 plane-by-plane blend moves half the bytes of a BGR one. The chroma planes have half the resolution, so
 they are blended with the alpha matte at half size, made from the same small mask as the full one.
-Person spans, the deferred soft-edge LUT and the blur's small picture are shared with the BGR
-compositor, so both give the same look (`vcam apply` and `vcam eval` use the BGR one).
+The person's rectangles (spans.py), the Matte's deferred soft-edge LUT and the small blur (blur.py) are
+the BGR compositor's too, so both give the same look (`vcam apply` and `vcam eval` use the BGR one).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import cv2
 import numpy as np
 
+from vcam.compositing.backgrounds import Background, SolidColors
+from vcam.compositing.blur import SmallBlur, blur_factor
+from vcam.compositing.effects import EFFECTS
+from vcam.compositing.look import Look
+from vcam.compositing.spans import PersonSpans
 from vcam.frames import i420
-from vcam.compositing.backgrounds import Background, ColorBackground
-from vcam.compositing.compositor_bgr import Compositor, blur_factor
+from vcam.frames.reduce import Reducer
+from vcam.matting.matte import Matte
+
+# Taller strips than BGR's: fewer spans, each blended in more calls (three planes) (docs/performance.md).
+STRIP_ROWS, MIN_STRIPS = 120, 6
+
+Plane = tuple[np.ndarray, np.ndarray, tuple[float, float]]  # (source plane, output plane, range scaling)
+# (frame, matte, look, out, t) -> `out` with the effect's background drawn (or, for an effect that needs
+# no matte, the finished frame)
+Draw = Callable[[np.ndarray, "Matte | None", Look, np.ndarray, "float | None"], np.ndarray]
 
 
-class I420Compositor(Compositor):
-    """Per-stream compositor for I420 frames; its buffers follow the frame size."""
+class I420Compositor:
+    """Per-stream compositor for I420 frames; its buffers follow the frame size.
 
-    # Taller strips than BGR's (fewer spans, each blended in more calls: three planes): at 720p the
-    # compositor thread measured 2.62 instead of 2.75-2.88 ms a blur frame with 6 strips instead of 12.
-    strip_rows, min_strips = 120, 6
+    Inputs: a full-range I420 frame (a camera frame); its Matte (matting/matte.py; None only for an
+        effect whose registry entry says needs_matte=False); the Look.
+    Outputs: the composited frame in limited range, into `out` if given, else into a buffer reused by
+        the next call; "none" too is a copy (into the output's range).
+    Options: none; everything that changes the picture is in the Look, per frame.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self._hw: tuple[int, int] | None = None
+        self.spans = PersonSpans(STRIP_ROWS, MIN_STRIPS)
+        self._solids = SolidColors()
+        self._blur = SmallBlur()
+        self._reducer = Reducer()  # the blur's small picture when the Matte brings none
+        self._small_planes: list[np.ndarray] = []
+        self._draw: dict[str, Draw] = {
+            "blur": self._draw_blur,
+            "desaturate": self._draw_desaturated,
+            "transparent": self._draw_key,
+            "replace": self._draw_picture,
+            "video": self._draw_picture,
+            "none": self._draw_none,
+        }
 
-    def _ensure_planar(self, h: int, w: int) -> None:
+    def _ensure(self, size: tuple[int, int]) -> None:
+        """The frame-sized buffers, made once per size."""
+        w, h = size
         if self._hw == (h, w):
             return
         self._hw = (h, w)
         full, half = (h, w), (h // 2, w // 2)
+        self._out = i420.new(size)
         self._a, self._inv, self._fg = (np.empty(full, np.uint8) for _ in range(3))
         self._alpha_half, self._inv_half, self._fg_half = (np.empty(half, np.uint8) for _ in range(3))
 
+    def composite(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray | None = None,
+                  t: float | None = None) -> np.ndarray:
+        """The composited frame (see the class docstring). `t`: the frame's time in seconds, which a video
+        background keeps pace with (Background.frame). `out` must not be `frame`."""
+        if not i420.is_i420(frame):
+            raise ValueError("I420Compositor takes I420 frames")
+        self._ensure(i420.size(frame))
+        draw = self._draw.get(look.effect)
+        if draw is None:
+            raise ValueError(f"unknown effect {look.effect!r}")
+        out = self._out if out is None else out
+        if not EFFECTS[look.effect].needs_matte:
+            return draw(frame, None, look, out, t)
+        if matte is None:
+            raise ValueError(f"effect {look.effect!r} needs a matte")
+        draw(frame, matte, look, out, t)
+        return self.blend(frame, matte, out)
+
     # -- backgrounds --------------------------------------------------------------------------------------
-    def _draw_blur(self, frame: np.ndarray, strength: int, small: np.ndarray | None, out: np.ndarray) -> None:
-        """The blurred frame into `out`: the frame's small Y, Cr, Cb picture (Reducer.ycc) blurred like the
-        BGR compositor blurs its small BGR one (a blur commutes with the colour conversion), then each
-        plane scaled up to its size."""
+    def _draw_none(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
+                   t: float | None) -> np.ndarray:
+        return i420.limited(frame, out)
+
+    def _draw_blur(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
+                   t: float | None) -> np.ndarray:
+        """The frame's small Y, Cr, Cb picture (Matte.small, or Reducer.ycc) blurred like the BGR
+        compositor blurs its small BGR one (a blur commutes with the colour conversion), then each plane
+        scaled up to its size."""
         w, h = i420.size(frame)
+        strength = look.blur
         factor = blur_factor(strength, h)
+        small = matte.small
         if small is None or small.shape != (h // factor, w // factor, 3):
             self._reducer.set(frame)
             small = self._reducer.ycc(factor)
-        blurred = self._blur_small(small, strength, factor)
-        if getattr(self, "_small_planes", [np.empty(0)])[0].shape != blurred.shape[:2]:
+        blurred = self._blur.apply(small, strength, factor)
+        if not self._small_planes or self._small_planes[0].shape != blurred.shape[:2]:
             self._small_planes = [np.empty(blurred.shape[:2], np.uint8) for _ in range(3)]
         cv2.split(blurred, self._small_planes)
         for plane, ab in zip(self._small_planes, (i420.LIMIT_Y, i420.LIMIT_C, i420.LIMIT_C)):
@@ -57,30 +115,43 @@ class I420Compositor(Compositor):
         y, u, v = i420.planes(out)
         for small_plane, plane in ((self._small_planes[0], y), (self._small_planes[2], u), (self._small_planes[1], v)):
             cv2.resize(small_plane, plane.shape[::-1], dst=plane, interpolation=cv2.INTER_LINEAR)
+        return out
 
-    def _draw_desaturated(self, frame: np.ndarray, out: np.ndarray) -> None:
+    def _draw_desaturated(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
+                          t: float | None) -> np.ndarray:
         h = i420.size(frame)[1]
         i420.scale_plane(frame[:h], i420.LIMIT_Y, out[:h])
         out[h:] = 128  # no colour
+        return out
 
-    def _draw_background(self, background: Background, size: tuple[int, int], t: float | None,
-                         out: np.ndarray) -> None:
+    def _draw_key(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
+                  t: float | None) -> np.ndarray:
+        return self._draw_background(self._solids.key(look.key_color), i420.size(frame), t, out)
+
+    def _draw_picture(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
+                      t: float | None) -> np.ndarray:
+        return self._draw_background(look.background or self._solids.white, i420.size(frame), t, out)
+
+    @staticmethod
+    def _draw_background(background: Background, size: tuple[int, int], t: float | None,
+                         out: np.ndarray) -> np.ndarray:
         np.copyto(out, background.frame_i420(size, t))
+        return out
 
     # -- the blend ----------------------------------------------------------------------------------------
-    def blend_i420(self, frame: np.ndarray, alpha: np.ndarray, out: np.ndarray, lut: np.ndarray | None = None,
-                   source: np.ndarray | None = None) -> np.ndarray:
-        """out = limited(frame) * alpha + out * (1 - alpha) plane by plane, in place, only where alpha > 0.
-        `lut`, `source`: as Compositor.blend(); the chroma planes' alpha is made from `source`."""
+    def blend(self, frame: np.ndarray, matte: Matte, out: np.ndarray) -> np.ndarray:
+        """out = limited(frame) * alpha + out * (1 - alpha) plane by plane, in place, only on the person's
+        rectangles, with the Matte's LUT (if any) applied there alone; the chroma planes' alpha is made
+        from the Matte's small mask (or the alpha halved)."""
+        alpha, lut, mask = matte.alpha, matte.lut, matte.mask
         w, h = i420.size(frame)
-        self._ensure_planar(h, w)
-        spans = self.person_spans(alpha, lut, source)
+        spans = self.spans.find(alpha, lut, mask)
         if not spans:
             return out
         # the chroma planes' alpha: the small mask scaled to their size (or the full matte halved), mapped
         # and inverted whole: at a quarter of the frame's pixels, one call each is cheaper than one a span
-        cv2.resize(alpha if source is None else source, (w // 2, h // 2), dst=self._alpha_half,
-                   interpolation=cv2.INTER_AREA if source is None else cv2.INTER_LINEAR)
+        cv2.resize(alpha if mask is None else mask, (w // 2, h // 2), dst=self._alpha_half,
+                   interpolation=cv2.INTER_AREA if mask is None else cv2.INTER_LINEAR)
         if lut is not None:
             cv2.LUT(self._alpha_half, lut, dst=self._alpha_half)
         cv2.bitwise_not(self._alpha_half, dst=self._inv_half)
@@ -106,7 +177,8 @@ class I420Compositor(Compositor):
         return out
 
     @staticmethod
-    def _blend_box(planes, box: tuple[slice, slice], a: np.ndarray, inv: np.ndarray, fg: np.ndarray) -> None:
+    def _blend_box(planes: tuple[Plane, ...], box: tuple[slice, slice], a: np.ndarray, inv: np.ndarray,
+                   fg: np.ndarray) -> None:
         """dst[box] = limited(src[box]) * a + dst[box] * inv for each (src, dst, range) plane; `fg` is scratch."""
         scale = 1.0 / 255.0
         for src, dst, ab in planes:
@@ -115,34 +187,3 @@ class I420Compositor(Compositor):
             cv2.multiply(fg, a, dst=fg, scale=scale)
             cv2.multiply(o, inv, dst=o, scale=scale)
             cv2.add(fg, o, dst=o)
-
-    def composite(self, frame: np.ndarray, alpha: np.ndarray, effect: str, *,
-                  background: Background | None = None, blur: int = 24,
-                  key_color: tuple[int, int, int] = (0, 255, 0), dst: np.ndarray | None = None,
-                  small: np.ndarray | None = None, lut: np.ndarray | None = None,
-                  source: np.ndarray | None = None, t: float | None = None) -> np.ndarray:
-        """Compositor.composite() for a full-range I420 `frame` (a camera frame): the composited frame in
-        limited range, into `dst` if given, else into a buffer reused by the next call. `dst` must not
-        be `frame`. "none" too makes a copy: the output's range."""
-        if not i420.is_i420(frame):
-            raise ValueError("I420Compositor takes I420 frames")
-        size = i420.size(frame)
-        if dst is None:
-            if getattr(self, "_out_i420", np.empty(0)).shape != frame.shape:
-                self._out_i420 = np.empty_like(frame)
-            dst = self._out_i420
-        if effect == "none":
-            return i420.limited(frame, dst)
-        if effect == "blur":
-            self._draw_blur(frame, blur, small, dst)
-        elif effect == "desaturate":
-            self._draw_desaturated(frame, dst)
-        elif effect == "transparent":
-            if self._key is None or self._key.bgr != tuple(key_color):
-                self._key = ColorBackground(tuple(key_color))
-            self._draw_background(self._key, size, t, dst)
-        elif effect in ("replace", "video"):
-            self._draw_background(background or self._white, size, t, dst)
-        else:
-            raise ValueError(f"unknown effect {effect!r}")
-        return self.blend_i420(frame, alpha, dst, lut, source)

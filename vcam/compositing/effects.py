@@ -17,6 +17,7 @@ class Effect:
     needs_matte: bool = True  # False: the frame passes through, the model is not run
     background: str | None = None  # "picture" (an image or a colour) or "video": a background the user picks
     live: bool = True  # offered by the daemon; False: files only (`vcam apply`)
+    needs_small: bool = False  # draws from the frame reduced by blur_factor() (Matte.small): the blur
 
     @property
     def takes_background(self) -> bool:
@@ -24,7 +25,7 @@ class Effect:
 
 
 EFFECTS: dict[str, Effect] = {e.name: e for e in (
-    Effect("blur", "blur the background"),
+    Effect("blur", "blur the background", needs_small=True),
     Effect("replace", "an image or a colour behind you", background="picture"),
     Effect("video", "a looping video behind you", background="video"),
     Effect("desaturate", "the background in grey"),

@@ -9,8 +9,9 @@ import time
 import numpy as np
 
 from vcam.compositing.compositor_i420 import I420Compositor
+from vcam.compositing.effects import EFFECTS
 from vcam.frames import i420
-from vcam.live.segmenter_stage import Matted
+from vcam.live.segmenter_stage import MattedFrame
 from vcam.live.slot import OneSlot
 from vcam.live.stats import FailureLog, StageStats
 
@@ -18,17 +19,17 @@ log = logging.getLogger(__name__)
 
 
 class CompositorStage:
-    """Compositing: (frame, alpha, state) -> the output frame, mirrored if asked.
+    """Compositing: (frame, Matte, state) -> the output frame, mirrored if asked.
 
-    Inputs: matte_slot, Matted items from the segmenter, each with the LiveState it is to be composited with
+    Inputs: matte_slot, MattedFrame items from the segmenter, each with the LiveState it is to be composited with
     (its look and mirror).
     Outputs: out_slot, I420 frames at the output size (buffers recycled through the slot); the camera's
-    buffer a Matted item carried goes back to camera_slot.
+    buffer a MattedFrame item carried goes back to camera_slot.
     Options: none of its own: everything comes with the item's state; stats ("composite" ms) and
     frames_processed (the frames composited).
     """
 
-    def __init__(self, matte_slot: OneSlot[Matted], out_slot: OneSlot[np.ndarray],
+    def __init__(self, matte_slot: OneSlot[MattedFrame], out_slot: OneSlot[np.ndarray],
                  camera_slot: OneSlot[np.ndarray], stop: threading.Event, stats: StageStats,
                  failures: FailureLog) -> None:
         self._matte_slot = matte_slot
@@ -44,15 +45,15 @@ class CompositorStage:
         self._failures.exception(log, what)
 
     def run(self) -> None:
-        """The thread: until stop, composite the newest Matted item into an output frame."""
-        done: Matted | None = None
+        """The thread: until stop, composite the newest MattedFrame item into an output frame."""
+        done: MattedFrame | None = None
         out_buf: np.ndarray | None = None
         while not self._stop.is_set():
             item = self._matte_slot.take(0.2, give_back=done)
             done = None
             if item is None:
                 continue
-            matted: Matted = item.image
+            matted: MattedFrame = item.image
             done = matted
             look, state = matted.state.look, matted.state
             try:
@@ -61,14 +62,12 @@ class CompositorStage:
                     out_buf = np.empty_like(matted.frame)
                 # straight into the output buffer unless it still has to be mirrored; even "none" is a copy,
                 # from the camera's range to the output's (vcam/frames/i420.py)
-                out = self._compositor.composite(matted.frame, matted.alpha, look.effect,
-                                                 background=look.background, blur=look.blur,
-                                                 key_color=look.key_color, small=matted.small,
-                                                 lut=matted.lut, source=matted.source, t=item.t_capture,
-                                                 dst=None if state.mirror else out_buf)
+                needs_matte = EFFECTS[look.effect].needs_matte
+                out = self._compositor.composite(matted.frame, matted.matte if needs_matte else None, look,
+                                                 None if state.mirror else out_buf, item.t_capture)
                 if state.mirror:
                     i420.flip(out, out_buf)
-                if look.effect != "none":
+                if needs_matte:
                     self.stats.ms["composite"].append((time.perf_counter() - t0) * 1e3)
                 out_buf = self._out_slot.put(out_buf, item.t_capture)
                 self.frames_processed += 1

@@ -17,14 +17,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vcam.compositing.engine import Engine
+from vcam.matting.matting import Matting
 from vcam.config import Settings
 from vcam.live import reconfigure as _reconfigure
 from vcam.live.camera_gate import CameraGate
 from vcam.live.capture import CameraSource, CaptureThread, camera_size_hint
 from vcam.live.compositor_stage import CompositorStage
 from vcam.live.output_stage import HOLD_S, OutputStage
-from vcam.live.segmenter_stage import Matted, SegmenterStage
+from vcam.live.segmenter_stage import MattedFrame, SegmenterStage
 from vcam.live.sinks import OutputError, output_size
 from vcam.live.slot import OneSlot
 from vcam.live.state import LiveStateHolder
@@ -46,7 +46,7 @@ class Pipeline:
         self._stop = threading.Event()
         failures = FailureLog()
         self.camera_slot: OneSlot[np.ndarray] = OneSlot()
-        self.matte_slot: OneSlot[Matted] = OneSlot()  # frame + alpha + the state they were made for
+        self.matte_slot: OneSlot[MattedFrame] = OneSlot()  # frame + alpha + the state they were made for
         self.out_slot: OneSlot[np.ndarray] = OneSlot()
         self.gate = CameraGate(holder, wake=self.out_slot.wake)
         self.output = OutputStage(self.out_slot, self.gate, holder, lambda: self.settings, self._stop, self.stats,
@@ -63,7 +63,7 @@ class Pipeline:
         s = self.settings
         cv2.setNumThreads(1)  # our threads keep both cores busy: OpenCV's own would only add synchronisation
         size = output_size(s.output, camera_size_hint(s.camera))  # may refuse the size: before the model
-        engine = Engine(s, video=True)
+        engine = Matting(s, video=True)
         try:
             self.output.open(s.output, size)
         except BaseException:
@@ -166,4 +166,4 @@ class Pipeline:
         }
 
 
-__all__ = ["HOLD_S", "Matted", "OutputError", "Pipeline", "StageStats"]
+__all__ = ["HOLD_S", "MattedFrame", "OutputError", "Pipeline", "StageStats"]

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from typing import Protocol
 
-from vcam.compositing.engine import Engine
+from vcam.matting.matting import Matting
 from vcam.config import OutputSettings, Settings
 from vcam.errors import VcamError
 from vcam.live.camera_gate import CameraGate
@@ -48,7 +48,7 @@ def reconfigure(p: Reconfigurable, settings: Settings) -> None:
         return
     output_changed = _without_mirror(settings.output) != _without_mirror(old.output)
     camera_changed = settings.camera != old.camera
-    engine = Engine(settings, video=True) if settings.segmentation != old.segmentation else None
+    engine = Matting(settings, video=True) if settings.segmentation != old.segmentation else None
     try:
         if output_changed:
             _reopen_output(p, settings, old)

@@ -10,48 +10,30 @@ from typing import Callable
 
 import numpy as np
 
-from vcam.compositing.compositor_bgr import blur_factor
-from vcam.compositing.engine import Engine
+from vcam.compositing.effects import EFFECTS
 from vcam.frames import i420
 from vcam.live.slot import OneSlot
 from vcam.live.state import LiveState, LiveStateHolder
 from vcam.live.stats import FailureLog, StageStats
+from vcam.matting.matte import Matte
+from vcam.matting.matting import Matting
 
 log = logging.getLogger(__name__)
 
 
-def _kept(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:
-    """A copy of `image` in `buffer` (a new buffer if it has another shape)."""
-    if buffer is None or buffer.shape != image.shape:
-        buffer = np.empty_like(image)
-    np.copyto(buffer, image)
-    return buffer
-
-
 @dataclasses.dataclass
-class Matted:
-    """A frame at output size (I420, vcam/frames/i420.py) with its alpha matte and the LiveState it is to be
-    composited with.
+class MattedFrame:
+    """A frame at output size (I420, vcam/frames/i420.py), its Matte and the LiveState it is to be
+    composited with; recycled between the segmenter and the compositor, buffers and all.
 
     `frame` is the camera's own buffer when the camera delivers the output size (no copy; the
     compositor returns it to the camera slot), else `resized`, this item's buffer.
     """
 
     resized: np.ndarray
-    alpha: np.ndarray
+    matte: Matte | None = None
     frame: np.ndarray | None = None
     state: LiveState | None = None
-    small: np.ndarray | None = None  # the frame reduced by blur_factor(), for the blur effect
-    lut: np.ndarray | None = None  # the matte's soft-edge mapping, left to the compositor (Engine.alpha)
-    source: np.ndarray | None = None  # the small mask the alpha was upsampled from, or None
-
-    def keep_source(self, source: np.ndarray | None) -> None:
-        """Copy the matte's small source mask (its buffer is reused for the next frame)."""
-        self.source = None if source is None else _kept(self.source, source)
-
-    def keep_small(self, reduced: np.ndarray) -> None:
-        """Copy the segmenter's reduced frame (its buffer is reused for the next frame)."""
-        self.small = _kept(self.small, reduced)
 
     @property
     def camera_buffer(self) -> bool:
@@ -65,17 +47,17 @@ class Matted:
 
 
 class SegmenterStage:
-    """Segmentation: camera frame -> (frame at output size, alpha matte, state) for the compositor.
+    """Segmentation: camera frame -> (frame at output size, its Matte, state) for the compositor.
 
     Inputs: camera_slot, I420 frames at the camera's size (CaptureThread); holder, the LiveState, read once
     per frame (a paused state drops the frame).
-    Outputs: matte_slot, Matted items (recycled through the slot); the camera's buffer rides along in
-    Matted.frame when it is already the output size, and the compositor gives it back.
-    Options: size(), the output size, read per frame; the segmentation Engine, replaced between frames by
+    Outputs: matte_slot, MattedFrame items (recycled through the slot); the camera's buffer rides along in
+    MattedFrame.frame when it is already the output size, and the compositor gives it back.
+    Options: size(), the output size, read per frame; the segmentation (Matting), replaced between frames by
     offer_engine() (a reload); stats ("resize", "segment", "matte" ms).
     """
 
-    def __init__(self, camera_slot: OneSlot[np.ndarray], matte_slot: OneSlot[Matted], holder: LiveStateHolder,
+    def __init__(self, camera_slot: OneSlot[np.ndarray], matte_slot: OneSlot[MattedFrame], holder: LiveStateHolder,
                  size: Callable[[], tuple[int, int]], stop: threading.Event, stats: StageStats,
                  failures: FailureLog) -> None:
         self._cam_slot = camera_slot
@@ -85,8 +67,8 @@ class SegmenterStage:
         self._stop = stop
         self.stats = stats
         self._failures = failures
-        self._engine: Engine | None = None
-        self._pending_engine: Engine | None = None
+        self._engine: Matting | None = None
+        self._pending_engine: Matting | None = None
         self._engine_lock = threading.Lock()  # guards _pending_engine between offer_engine() and run()
 
     @property
@@ -94,21 +76,21 @@ class SegmenterStage:
         return self._output_size()
 
     @property
-    def engine(self) -> Engine | None:
+    def engine(self) -> Matting | None:
         """The engine segmenting now."""
         return self._engine
 
     @engine.setter
-    def engine(self, engine: Engine | None) -> None:
+    def engine(self, engine: Matting | None) -> None:
         """Set before the thread starts; a running stage takes a new engine through offer_engine()."""
         self._engine = engine
 
     @property
-    def pending_engine(self) -> Engine | None:
+    def pending_engine(self) -> Matting | None:
         """A reload's engine the thread has not swapped in yet."""
         return self._pending_engine
 
-    def offer_engine(self, engine: Engine) -> None:
+    def offer_engine(self, engine: Matting) -> None:
         """Have run() swap `engine` in before its next frame; an earlier offer not yet taken is closed."""
         with self._engine_lock:
             unused, self._pending_engine = self._pending_engine, engine
@@ -130,9 +112,9 @@ class SegmenterStage:
         self._failures.exception(log, what)
 
     def run(self) -> None:
-        """The thread: until stop, take the newest camera frame and publish its Matted item."""
+        """The thread: until stop, take the newest camera frame and publish its MattedFrame item."""
         done: np.ndarray | None = None  # the camera buffer to give back on the next take
-        matted: Matted | None = None  # the next item to fill (recycled through the matte slot)
+        matted: MattedFrame | None = None  # the next item to fill (recycled through the matte slot)
         last_run = 0
         while not self._stop.is_set():
             item = self._cam_slot.take(0.2, give_back=done)
@@ -154,23 +136,21 @@ class SegmenterStage:
                         log.exception("closing the previous segmentation engine failed")
                 if item.run != last_run:  # the camera (re)opened: a cut, don't smooth across it
                     last_run = item.run
-                    self._engine.matte.reset()
+                    self._engine.reset()
                 t0 = time.perf_counter()
                 w, h = self._size
                 if matted is None or matted.resized.shape != i420.shape((w, h)):
-                    matted = Matted(i420.new((w, h)), np.empty((h, w), np.uint8))
+                    matted = MattedFrame(i420.new((w, h)), Matte.blank((w, h)))
                 if i420.size(item.image) == (w, h):
                     matted.frame, done = item.image, None  # travels on; the compositor gives it back
                 else:
                     matted.frame = i420.resize(item.image, (w, h), dst=matted.resized)
                 t1 = time.perf_counter()
-                if state.look.effect != "none":
-                    self._engine.alpha(matted.frame, int(item.t_capture * 1000), state.look.matte,
-                                       dst=matted.alpha, defer_lut=True)
-                    matted.lut = self._engine.pending_lut()
-                    matted.keep_source(self._engine.alpha_source())
-                    if state.look.effect == "blur":
-                        matted.keep_small(self._engine.reduced.ycc(blur_factor(state.look.blur, h)))
+                effect = EFFECTS[state.look.effect]
+                if effect.needs_matte:
+                    matted.matte = self._engine.run(matted.frame, int(item.t_capture * 1000), state.look.matte,
+                                                    blur=state.look.blur if effect.needs_small else None,
+                                                    into=matted.matte)
                     times = self._engine.times
                     self.stats.ms["segment"].append(times.segment)
                     self.stats.ms["matte"].append(times.matte)

@@ -2,10 +2,9 @@
 
 Why not cv2.ximgproc.guidedFilter: a guided filter makes the output locally a linear function a*I + b
 of the guide I, and a and b are box averages, so they are smooth: computing them at half the guide's
-size and upsampling them bilinearly before `a*I + b` at full size gives the same matte (`vcam eval`:
-IoU 0.9653 both, boundary F 0.6436 vs 0.6435, flicker 0.308 vs 0.307) for a quarter of the box
-filtering. 0.4 ms instead of 1.6 ms at 427x240 alone, 0.4-0.6 ms less a frame live. Every buffer is
-kept between frames; all steps are float32 OpenCV.
+size and upsampling them bilinearly before `a*I + b` at full size gives the same matte for a quarter of
+the box filtering (docs/performance.md, docs/matte.md). Every buffer is kept between frames; all steps
+are float32 OpenCV.
 """
 from __future__ import annotations
 
@@ -33,7 +32,10 @@ class GuidedFilter:
         self._size = (w, h)
         self._low = (max(1, w // self.subsample), max(1, h // self.subsample))
         lw, lh = self._low
-        low = lambda: np.empty((lh, lw), np.float32)
+
+        def low() -> np.ndarray:
+            return np.empty((lh, lw), np.float32)
+
         self._low8 = np.empty((lh, lw), np.uint8)
         self._i, self._p, self._ip, self._ii = low(), low(), low(), low()
         self._mean_i, self._mean_p, self._mean_ip, self._mean_ii = low(), low(), low(), low()

@@ -1,23 +1,27 @@
 """Matte stage: the model's soft confidence mask -> an alpha matte at frame size (uint8, 255 = person).
 
 The model sees a ~256 px picture, so its mask is blurry and blocky at frame size and flickers from
-frame to frame. The steps below, each measured by `vcam eval` (see docs/matte.md), fix that:
+frame to frame. The steps below, each measured by `vcam eval` (docs/matte.md), fix that:
   1. edge-aware upsampling (refine = "guided"): the mask is brought to a reduced "guide" size
-     (refine_size px on the short side) and run through a guided filter (vcam/guided.py) whose
+     (refine_size px on the short side) and run through a guided filter (matting/guided.py) whose
      guide is the grey frame at that size, so the mask edge snaps to the real edges of hair and shoulders;
   2. temporal smoothing (video only): an exponential average with the previous matte whose weight
      `temporal` drops to 0 where the frame changed by `motion` grey levels or more (the change map is
      box-blurred against noise, then dilated so the whole neighbourhood of a moving edge counts as
      moving), so still edges stop flickering and moving edges follow at once (no smear, no lag);
   3. upsampling to the frame size (bilinear) and the soft-edge mapping: a smoothstep from
-     threshold - edge_width/2 to threshold + edge_width/2, as a LUT (compositing may take the LUT over
-     and apply it on the person's edge only: build(defer_lut=True));
+     threshold - edge_width/2 to threshold + edge_width/2, as a LUT, which compositing applies on the
+     person's edge only (build_matte(): the Matte carries the LUT still to apply);
   4. optional feather: a Gaussian blur of the matte edge.
 Everything at frame size is uint8 OpenCV on buffers kept between frames; the float work happens at the
-guide size only (427x240 for 720p and 1080p alike): about 1.55 ms a 720p frame when it runs right after
-the model as it does live (docs/matte.md).
+guide size only (427x240 for 720p and 1080p alike).
+
+The stage's product is a `Matte` (below): what the compositors take, and what travels between the live
+pipeline's threads.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -30,6 +34,75 @@ from vcam.frames.reduce import Reducer
 MOTION_NOISE = 3
 # The motion map is dilated by this: a moving edge's neighbours must follow it too, or they trail it.
 _K5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+@dataclass(eq=False)
+class Matte:
+    """One frame's matte, as the matte stage hands it to compositing.
+
+    `alpha`: uint8, (height, width) of the frame, 0 = background, 255 = person. It is final only once
+    `lut` is applied: `lut` is the soft-edge mapping (256 uint8 entries, read-only) still to apply, or
+    None when alpha is final already. The compositors apply it on the person's edge only, since
+    everywhere else the matte is all background or all person; `final()` applies it everywhere (files,
+    eval, masks).
+
+    `mask`: the small mask alpha was upsampled from bilinearly (uint8, the guide's size, or the model's
+    with refine = "none"), or None; a bilinear pixel lies between the pixels it is made from, so
+    compositing reads the person's extent from it instead of from the whole alpha. Matting sets it
+    whenever it leaves a `lut`.
+
+    `small`: the frame reduced by compositing.blur.blur_factor() (a box average), for the blur effect,
+    or None: BGR for a BGR frame, Y/Cr/Cb (full range, cv2's YCrCb order) for an I420 frame.
+
+    A Matte owns its buffers (`lut` is shared, but never changed in place), so it can travel to another
+    thread while the next frame's is made, and be refilled (Matting.run(into=...)).
+    """
+
+    alpha: np.ndarray
+    lut: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    small: np.ndarray | None = None
+
+    @classmethod
+    def blank(cls, size: tuple[int, int]) -> "Matte":
+        """A Matte with an (uninitialised) alpha buffer for a (width, height) frame."""
+        return cls(np.empty(size[::-1], np.uint8))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frame it belongs to."""
+        return self.alpha.shape[1], self.alpha.shape[0]
+
+    def fit(self, size: tuple[int, int]) -> None:
+        """Make the alpha buffer (width, height) `size`, keeping it if it is already."""
+        if self.alpha.shape != size[::-1]:
+            self.alpha = np.empty(size[::-1], np.uint8)
+
+    def final(self, dst: np.ndarray | None = None) -> np.ndarray:
+        """Alpha with the LUT applied, into `dst` (a new array if None); alpha itself when there is no
+        LUT and no `dst`."""
+        if self.lut is not None:
+            return cv2.LUT(self.alpha, self.lut, dst=dst)
+        if dst is None:
+            return self.alpha
+        np.copyto(dst, self.alpha)
+        return dst
+
+    def keep_mask(self, mask: np.ndarray | None) -> None:
+        """`mask` copied into our own buffer (None: no mask)."""
+        self.mask = None if mask is None else _kept(self.mask, mask)
+
+    def keep_small(self, small: np.ndarray | None) -> None:
+        """`small` copied into our own buffer (None: no small picture)."""
+        self.small = None if small is None else _kept(self.small, small)
+
+
+def _kept(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+    """A copy of `image` in `buffer` (a new buffer if it has another shape)."""
+    if buffer is None or buffer.shape != image.shape:
+        buffer = np.empty_like(image)
+    np.copyto(buffer, image)
+    return buffer
 
 
 def smoothstep_lut(threshold: float, edge_width: float) -> np.ndarray:
@@ -76,14 +149,14 @@ class MatteBuilder:
         self._prev_plain: np.ndarray | None = None
         self._reducer = Reducer()  # used when the caller brings no shared one
         self._guided = GuidedFilter()
-        self.deferred = False  # the last build() left the soft-edge LUT to the compositor
-        self.source: np.ndarray | None = None  # ... and this is what it upsampled (see build())
         self.configure(settings)
 
     def configure(self, settings: MatteSettings) -> None:
         """Take new settings between frames (live tuning) without losing the temporal state."""
         self.settings = settings
-        self.lut = smoothstep_lut(settings.threshold, settings.edge_width)  # replaced, never changed in place
+        # replaced, never changed in place: Mattes already handed out keep the one they were made with
+        self.lut = smoothstep_lut(settings.threshold, settings.edge_width)
+        self.lut.flags.writeable = False
         self._wlut = motion_weight_lut(settings.temporal, settings.motion)
 
     def reset(self) -> None:
@@ -113,39 +186,55 @@ class MatteBuilder:
 
     # -- the stage ----------------------------------------------------------------------------------------
     def build(self, confidence: np.ndarray, size: tuple[int, int], frame: np.ndarray | None = None,
-              reduced: Reducer | None = None, dst: np.ndarray | None = None,
-              defer_lut: bool = False) -> np.ndarray:
-        """Alpha matte of (width, height) `size`, into `dst` if given, else into a buffer reused by the
-        next call.
+              reduced: Reducer | None = None, dst: np.ndarray | None = None) -> np.ndarray:
+        """The final alpha matte of (width, height) `size`, into `dst` if given, else into a buffer reused
+        by the next call.
 
-        With `frame` (BGR, `size`) and refine = "guided", the edge follows the frame's own edges; without
-        it (or refine = "none") the mask is upsampled bilinearly. `reduced`: the frame's shared Reducer,
-        already set to `frame`, if the caller has one.
-
-        `defer_lut`: leave the soft-edge mapping to the compositor, which applies `self.lut` only on the
-        person's edge (Compositor.blend); a full-frame LUT costs 0.3 ms at 720p, 0.6 ms at 1080p. The
-        mapping is not deferred when a feather follows it: then `deferred` is False and the matte is final.
-        When deferred, `self.source` is the small mask the matte was upsampled from (a buffer reused by
-        the next call), from which the compositor finds the person's extent.
+        With `frame` (`size`; BGR or I420) and refine = "guided", the edge follows the frame's own edges;
+        without it (or refine = "none") the mask is upsampled bilinearly. `reduced`: the frame's shared
+        Reducer, already set to `frame`, if the caller has one.
         """
-        s = self.settings
         w, h = size
         alpha = self._ensure_alpha(w, h) if dst is None else dst
-        if frame is not None and s.refine == "guided":
+        self._upsample(confidence, alpha, frame, reduced)
+        return self._soft_edge(alpha)
+
+    def build_matte(self, confidence: np.ndarray, frame: np.ndarray, reduced: Reducer | None,
+                    into: Matte) -> Matte:
+        """build() into `into` (its alpha already the frame's size), leaving the soft-edge LUT to
+        compositing, which applies it on the person's edge only: `into.lut` and `into.mask` are set.
+        With a feather, which must follow the LUT, the alpha is made final instead (lut and mask None).
+        """
+        mask = self._upsample(confidence, into.alpha, frame, reduced)
+        if self.settings.feather > 0:
+            self._soft_edge(into.alpha)
+            into.lut = None
+            into.keep_mask(None)
+        else:
+            into.lut = self.lut
+            into.keep_mask(mask)
+        return into
+
+    def _upsample(self, confidence: np.ndarray, alpha: np.ndarray, frame: np.ndarray | None,
+                  reduced: Reducer | None) -> np.ndarray:
+        """The refined (or plain) small mask, upsampled bilinearly into `alpha`; returns the small mask
+        (a buffer of ours, or `confidence` itself)."""
+        if frame is not None and self.settings.refine == "guided":
             if reduced is None:
                 reduced = self._reducer
                 reduced.set(frame)
             mask = self._refined(confidence, reduced)
         else:
             mask = self._plain(confidence)
-        cv2.resize(mask, (w, h), dst=alpha, interpolation=cv2.INTER_LINEAR)
-        self.deferred = defer_lut and s.feather <= 0
-        if self.deferred:
-            self.source = mask
-            return alpha
+        cv2.resize(mask, alpha.shape[::-1], dst=alpha, interpolation=cv2.INTER_LINEAR)
+        return mask
+
+    def _soft_edge(self, alpha: np.ndarray) -> np.ndarray:
+        """The soft-edge LUT applied to `alpha` in place, then the feather if any."""
         cv2.LUT(alpha, self.lut, dst=alpha)
-        if s.feather > 0:
-            k = 2 * s.feather + 1
+        feather = self.settings.feather
+        if feather > 0:
+            k = 2 * feather + 1
             cv2.GaussianBlur(alpha, (k, k), 0, dst=alpha)
         return alpha
 

@@ -1,14 +1,13 @@
-"""Second segmentation runtime: the bundled selfie .tflite run by ai-edge-litert (XNNPACK), without MediaPipe.
+"""The "litert" runtime: the selfie .tflite run by ai-edge-litert (XNNPACK), without MediaPipe.
 
 Why: it skips MediaPipe's graph machinery (packet copies, a float mask at input size) around the same
 model. To give the same mask as the MediaPipe runtime it samples the input the way MediaPipe's CPU
 ImageToTensorCalculator does, a corner-aligned bilinear map (pixel edge 0 -> 0, edge w -> model width;
 not cv2.resize's centre alignment) to the model input, scaled to 0..1 floats; the model's output is
 resized back to the mask size bilinearly, as MediaPipe's TensorsToSegmentation does (after, not before,
-its conversion to 0..255, which is cheaper and moves the mask by under a level). The map starts
-from the shared reduction of the frame by the largest whole factor that stays above the mask size
-(MediaPipeSegmenter first resizes to the mask size; skipping that step saves 0.2 ms at 720p and moved
-the portraits' IoU by +0.0001, boundary F by -0.0007).
+its conversion to 0..255, which is cheaper and moves the mask by under a level). The map starts from
+the shared reduction of the frame by the largest whole factor that stays above the mask size, where
+MediaPipe first resizes to the mask size: one resize less, the same mask (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -17,26 +16,28 @@ import os
 import cv2
 import numpy as np
 
-from vcam.native import native_stderr_to_log
 from vcam.frames.reduce import Reducer
-from vcam.matting.segmenter import ModelError, SegmenterBase, check_signature, mask_size_for, unusable_model
+from vcam.matting.models import ModelError, check_signature, mask_size_for, unusable_model
+from vcam.matting.runtimes.base import SegmenterBase
+from vcam.native import native_stderr_to_log
 
 
 def _threads() -> int:
     """Half the cores (1..4): the capture, compositing and output threads need the rest; on 2 cores
-    one thread measured faster than two (docs/matte.md)."""
+    one thread was faster than two (docs/matte.md)."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 class LiteRTSegmenter(SegmenterBase):
-    """Same interface and output as MediaPipeSegmenter. Not thread-safe: one per worker thread."""
+    """Same interface and output as MediaPipeSegmenter; the model keeps no state, so no timestamps."""
 
     runtime = "litert"
 
     def __init__(self, model: str = "general", model_path: str = "", *, video: bool = False) -> None:
-        super().__init__(model, model_path, video)  # no timestamps needed: the model keeps no state
+        super().__init__(model, model_path, video)
         path = self.path
         try:
+            # Imported here: ai-edge-litert is heavy and optional (runtime = "mediapipe" runs without it).
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise ModelError("[segmentation] runtime = \"litert\" needs the ai-edge-litert package "
@@ -78,10 +79,10 @@ class LiteRTSegmenter(SegmenterBase):
             self._warp = np.array([[self._model_w / sw, 0, 0], [0, self._model_h / sh, 0]], np.float32)
         return self._geo
 
-    def segment(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None,
+    def segment(self, frame: np.ndarray, timestamp_ms: int | None = None,
                 reduced: Reducer | None = None) -> np.ndarray:
         """Person confidence 0..255 (uint8) at the working mask size for this frame's aspect."""
-        reduced = self._reduced(frame_bgr, reduced)
+        reduced = self._reduced(frame, reduced)
         h, w = reduced.hw
         mw, mh, f = self._geometry(w, h)
         # an I420 frame: warped as its small Y, Cr, Cb picture and turned into RGB at the model's size
@@ -97,8 +98,8 @@ class LiteRTSegmenter(SegmenterBase):
         self._interp.set_tensor(self._in_index, self._inf)
         self._interp.invoke()
         out = self._interp.get_tensor(self._out_index)[0]
-        # to 0..255 at the model's size (256x256), then resized as uint8: 0.06 ms instead of 0.2 ms for a
-        # float resize to the mask size and the conversion there; the mask moves by under a level
+        # to 0..255 at the model's size (256x256), then resized as uint8: cheaper than a float resize to
+        # the mask size and the conversion there, and the mask moves by under a level (docs/performance.md)
         cv2.convertScaleAbs(out[:, :, -1], dst=self._out8, alpha=255.0)
         cv2.resize(self._out8, (mw, mh), dst=self._mask, interpolation=cv2.INTER_LINEAR)
         return self._mask
