@@ -15,9 +15,6 @@ MAX_CLASS_LINES = 250
 # Known violations in folders other engineers are changing now. Each is a strict xfail, so the fix
 # that lands turns it into a failure until its entry here is removed.
 KNOWN = {
-    ("circle", "vcam.matting.segmenter"): "vcam/matting/: segmenter <-> runtime_litert (a function-local "
-                                          "import dodges it), in the matting/ work",
-    ("circle", "vcam.matting.runtime_litert"): "vcam/matting/: segmenter <-> runtime_litert, in the matting/ work",
 }
 
 

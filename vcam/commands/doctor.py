@@ -15,6 +15,7 @@ from vcam.errors import VcamError
 from vcam.frames import turbojpeg
 from vcam.live.capture import CameraSource
 from vcam.live.sinks import MODPROBE_LINE
+from vcam.matting.model_cache import find_model
 from vcam.matting.runtimes import open_segmenter
 
 
@@ -105,7 +106,11 @@ def check_model(settings: Settings) -> Check:
         open_segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime).close()
     except VcamError as e:
         return Check(False, "segmentation model does not load", str(e))
-    return Check(True, f"segmentation model '{settings.segmentation.model}' loads ({settings.segmentation.runtime})")
+    seg = settings.segmentation
+    path, origin = find_model(seg.model, seg.model_path)
+    where = {"model_path": "[segmentation] model_path", "mediapipe": "the installed mediapipe 0.10.21",
+             "cache": "vcam's cache, from `vcam setup --models`"}[origin]
+    return Check(True, f"segmentation model '{seg.model}' loads ({seg.runtime}) from {where}: {path}")
 
 
 def check_jpeg() -> Check:

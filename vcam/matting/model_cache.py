@@ -60,7 +60,11 @@ MODELS: dict[str, ModelFile] = {
 }
 
 
-class ModelMissing(VcamError):
+class ModelError(VcamError):
+    """The model file is missing or not a selfie-segmentation model."""
+
+
+class ModelMissing(ModelError):
     """No usable model file; the message says what to run."""
 
 

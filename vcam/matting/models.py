@@ -1,42 +1,29 @@
 """The selfie-segmentation model files: where they are, and whether a file really is one.
 
-We use the .tflite files that mediapipe 0.10.21 ships in its wheel (newer releases ship none, and
-nothing may be downloaded at run time), or a file the user names ([segmentation] model_path). Both
+We use the .tflite files that mediapipe 0.10.21 ships in its wheel, found in an installed mediapipe or
+in vcam's cache (vcam/matting/model_cache.py; nothing is downloaded while running), or a file the user
+names ([segmentation] model_path). Both
 runtimes (vcam/matting/runtimes/) check a file the same way, so a wrong file fails with the same
 one-line error whichever runs it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from vcam.errors import VcamError
+from vcam.matting.model_cache import ModelError, find_model
 from vcam.native import native_stderr_to_log
 
 # Model input sizes (height, width): we downscale frames to this aspect ourselves (Reducer), which is
 # cheaper than handing MediaPipe a full frame and getting a full-size float mask back.
 MODEL_INPUT = {"general": (256, 256), "landscape": (144, 256)}
 
-_BUNDLED = {"general": "selfie_segmentation.tflite", "landscape": "selfie_segmentation_landscape.tflite"}
-
-
-class ModelError(VcamError):
-    """The model file is missing or not a selfie-segmentation model."""
-
-
-def bundled_model_path(model: str) -> Path:
-    """Path of a model file shipped inside the mediapipe wheel."""
-    # Imported here: mediapipe is heavy, and only finding the bundled file needs it.
-    import mediapipe.modules.selfie_segmentation as pkg
-
-    return Path(os.path.dirname(pkg.__file__)) / _BUNDLED[model]
-
 
 def resolve_model_path(model: str, model_path: str = "") -> Path:
-    """The user's model file if [segmentation] model_path names one, else the bundled one."""
-    return Path(model_path).expanduser() if model_path else bundled_model_path(model)
+    """The user's model file if [segmentation] model_path names one, else a verified copy of the selfie
+    model from an installed mediapipe 0.10.21 or vcam's cache (ModelMissing says how to get one)."""
+    return find_model(model, model_path)[0]
 
 
 def check_model_file(path: Path, user_path: bool = False) -> None:
@@ -45,8 +32,8 @@ def check_model_file(path: Path, user_path: bool = False) -> None:
         return
     if user_path:
         raise ModelError(f"{path}: segmentation model not found (set by [segmentation] model_path)")
-    raise ModelError(f"{path}: segmentation model not found; reinstall mediapipe==0.10.21 "
-                     f"(the last release that bundles the selfie models) or set [segmentation] model_path")
+    raise ModelError(f"{path}: segmentation model not found; run `vcam setup --models` "
+                     f"or set [segmentation] model_path")
 
 
 def mask_size_for(frame_w: int, frame_h: int, model: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from vcam.frames.reduce import Reducer
-from vcam.matting.models import mask_size_for, read_signature, unusable_model
+from vcam.matting.models import ModelError, mask_size_for, read_signature, unusable_model
 from vcam.matting.runtimes.base import SegmenterBase
 from vcam.native import native_stderr_to_log
 
@@ -37,7 +37,11 @@ class MediaPipeSegmenter(SegmenterBase):
     @staticmethod
     def _create(path: Path, video: bool) -> "ImageSegmenter":
         # Imported here: mediapipe is heavy and only the segmenting commands need it.
-        from mediapipe.tasks.python import BaseOptions, vision
+        try:
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError:
+            raise ModelError('[segmentation] runtime = "mediapipe" needs the mediapipe package '
+                             '(pip install "vcam[mediapipe]"), or use runtime = "litert"') from None
 
         options = vision.ImageSegmenterOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
