@@ -51,14 +51,8 @@ class I420Compositor:
         self._blur = SmallBlur()
         self._reducer = Reducer()  # the blur's small picture when the Matte brings none
         self._small_planes: list[np.ndarray] = []
-        self._draw: dict[str, Draw] = {
-            "blur": self._draw_blur,
-            "desaturate": self._draw_desaturated,
-            "transparent": self._draw_key,
-            "replace": self._draw_picture,
-            "video": self._draw_picture,
-            "none": self._draw_none,
-        }
+        self._draw: dict[str, Draw] = {name: getattr(self, f"_draw_{e.draws}") for name, e in EFFECTS.items()
+                                       if e.draws}
 
     def _ensure(self, size: tuple[int, int]) -> None:
         """The frame-sized buffers, made once per size."""
