@@ -30,6 +30,9 @@ SINKS = ("virtualcam", "preview", "file", "null")
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")
 REFINES = ("guided", "none")
+# auto: the desktop portal in a Wayland session whose portal has GlobalShortcuts, else pynput (X11)
+HOTKEY_BACKENDS = ("auto", "portal", "x11", "off")
+HOTKEY_OPTIONS = ("enabled", "backend")  # the [hotkeys] keys that are not a combination
 
 
 class ConfigError(VcamError):
@@ -127,6 +130,7 @@ def _hotkey() -> dict:
 @dataclass(frozen=True)
 class HotkeySettings:
     enabled: bool
+    backend: str = field(metadata=_choice(*HOTKEY_BACKENDS))
     next_effect: str = field(metadata=_hotkey())
     previous_effect: str = field(metadata=_hotkey())
     next_background: str = field(metadata=_hotkey())
@@ -256,7 +260,7 @@ def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
         combo = getattr(hotkeys, f.name)
-        if f.name == "enabled" or not combo:
+        if f.name in HOTKEY_OPTIONS or not combo:
             continue
         try:
             key = combination(combo)
