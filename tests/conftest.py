@@ -117,9 +117,13 @@ def background_video() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """Keep the user's real ~/.config and runtime dir out of every test."""
+    """Keep the user's real ~/.config, ~/.local/share, runtime dir and desktop session out of every test
+    (a vcam started by a test must not register global shortcuts with the desktop's real portal)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)  # and no $XDG_RUNTIME_DIR/bus either
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
     (home / "run").mkdir(mode=0o700)
 

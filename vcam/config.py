@@ -31,6 +31,9 @@ SINKS = SINK_NAMES  # vcam/live/sink_names.py: one list for the config and the s
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")
 REFINES = ("guided", "none")
+# auto: the desktop portal in a Wayland session whose portal has GlobalShortcuts, else pynput (X11)
+HOTKEY_BACKENDS = ("auto", "portal", "x11", "off")
+HOTKEY_OPTIONS = ("enabled", "backend")  # the [hotkeys] keys that are not a combination
 
 
 class ConfigError(VcamError):
@@ -128,6 +131,7 @@ def _hotkey() -> dict:
 @dataclass(frozen=True)
 class HotkeySettings:
     enabled: bool
+    backend: str = field(metadata=_choice(*HOTKEY_BACKENDS))
     next_effect: str = field(metadata=_hotkey())
     previous_effect: str = field(metadata=_hotkey())
     next_background: str = field(metadata=_hotkey())
@@ -257,7 +261,7 @@ def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
         combo = getattr(hotkeys, f.name)
-        if f.name == "enabled" or not combo:
+        if f.name in HOTKEY_OPTIONS or not combo:
             continue
         try:
             key = combination(combo)

@@ -17,6 +17,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from vcam.control.portal_bus import APP_ID
 from vcam.errors import VcamError
 from vcam.matting import model_cache
 
@@ -24,6 +25,7 @@ DATA = Path(str(resources.files("vcam") / "data"))  # shipped in the package: wo
 MODPROBE_CONF = DATA / "v4l2loopback" / "vcam.conf"
 MODULES_LOAD_CONF = DATA / "v4l2loopback" / "vcam-modules-load.conf"
 SERVICE_FILE = DATA / "vcam.service"
+DESKTOP_FILE = DATA / f"{APP_ID}.desktop"  # the app id the desktop portal knows vcam by (global shortcuts)
 SYS_MODULE = Path("/sys/module/v4l2loopback")
 INSTALL_HINT = ("install the module: Debian/Ubuntu `sudo apt install v4l2loopback-dkms`, "
                 "Fedora `sudo dnf install v4l2loopback` (RPM Fusion), Arch `sudo pacman -S v4l2loopback-dkms`")
@@ -75,6 +77,32 @@ def service_text(vcam_path: str) -> str:
             line = f"ExecStart={vcam_path} run"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _exec_arg(arg: str) -> str:
+    """One argument of a .desktop file's Exec key: quoted if it has reserved characters (the desktop entry
+    spec), with the key file's own backslash escaping on top."""
+    if arg and not any(c in ' \t\n"\'\\><~|&;$*?#()`' for c in arg):
+        return arg.replace("%", "%%")
+    quoted = '"' + "".join("\\" + c if c in '"`$\\' else c for c in arg) + '"'
+    return quoted.replace("\\", "\\\\").replace("%", "%%")
+
+
+def desktop_text(vcam_path: str) -> str:
+    """The shipped .desktop file with Exec running this vcam (like the unit's ExecStart)."""
+    command = [vcam_path] if os.path.exists(vcam_path) else vcam_path.split()
+    lines = []
+    for line in DESKTOP_FILE.read_text().splitlines():
+        if line.startswith("Exec="):
+            line = "Exec=" + " ".join(_exec_arg(a) for a in [*command, "run"])
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def desktop_file_target() -> Path:
+    """Where the user's .desktop files go: $XDG_DATA_HOME/applications (~/.local/share/applications)."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "applications" / DESKTOP_FILE.name
 
 
 def vcam_executable() -> str:
@@ -132,19 +160,22 @@ def _setup_service(dry_run: bool) -> int:
         raise SetupError("--service installs a *user* service: run `vcam setup --service` without sudo")
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     target = base / "systemd" / "user" / "vcam.service"
-    text = service_text(vcam_executable())
-    print(f"+ write {target}")
+    desktop = desktop_file_target()  # the app id for the desktop portal's global shortcuts (Wayland)
+    files = {target: service_text(vcam_executable()), desktop: desktop_text(vcam_executable())}
+    for path in files:
+        print(f"+ write {path}")
     cmds = [["systemctl", "--user", "daemon-reload"]]
     if not dry_run:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
     for cmd in cmds:
         print("+", shlex.join(cmd))
         if not dry_run and shutil.which("systemctl"):
             subprocess.run(cmd)
     if dry_run:
-        print(f"dry run: nothing was changed. Without --dry-run, this would write {target} and reload systemd; "
-              "then: systemctl --user enable --now vcam")
+        print(f"dry run: nothing was changed. Without --dry-run, this would write {target} and {desktop} "
+              "and reload systemd; then: systemctl --user enable --now vcam")
         return 0
     print("now: systemctl --user enable --now vcam   (logs: journalctl --user -u vcam -f)")
     return 0

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from vcam.config import HotkeySettings
+from vcam.config import HOTKEY_OPTIONS, HotkeySettings
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,14 @@ RETRY_S = 5.0  # how often to look for a display while hotkeys are waiting for o
 
 
 def bindings(settings: HotkeySettings) -> dict[str, str]:
-    """{pynput combination: action name}; a config key next_background binds action next-background."""
-    if not settings.enabled:
+    """{pynput combination: action name}; a config key next_background binds action next-background.
+    Empty with `enabled = false` or `backend = "off"`."""
+    if not settings.enabled or settings.backend == "off":
         return {}
     result = {}
     for f in dataclasses.fields(settings):
         combo = getattr(settings, f.name)
-        if f.name != "enabled" and combo:
+        if f.name not in HOTKEY_OPTIONS and combo:
             result[combo] = f.name.replace("_", "-")
     return result
 
