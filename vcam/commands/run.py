@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run the virtual camera (the daemon)",
                               description="Read the webcam, change the background and send the result to the "
                                           "virtual camera until stopped (SIGTERM/SIGINT).")
-    p.add_argument("--source", metavar="DEV|FILE", help="camera: /dev/videoN, an index, or a video/image file")
+    p.add_argument("--source", metavar="DEV|FILE",
+                   help="camera: /dev/videoN, an index, or a video/image file")
     p.add_argument("--sink", choices=("virtualcam", "preview", "file", "null"), help="where frames go")
     p.add_argument("--device", metavar="DEV", help="the v4l2loopback device (default from [output] device)")
     p.add_argument("--effect", choices=EFFECTS, help="background effect")

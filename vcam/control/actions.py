@@ -161,7 +161,7 @@ class Controller:
             if job.drop(LoadAbandoned(f"{job.label}: the request gave up waiting")):
                 raise ActionError(f"background {job.label} still loading after {LOAD_TIMEOUT_S:g} s; "
                                   f"dropped, nothing changed") from None
-            return job.result(1.0)  # applied just as we gave up
+            return job.result(1.0)  # applied (or abandoned) just as we gave up: that outcome
 
 
 def _library_index(controller: Controller, bg: Background | None) -> int | None:

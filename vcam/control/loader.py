@@ -47,7 +47,7 @@ class LoadJob:
         return self.future.result(timeout)
 
     def drop(self, error: BackgroundError) -> bool:
-        """The caller gave up: never apply this load. False if it was applied already."""
+        """The caller gave up: never apply this load. False if it was applied or dropped already."""
         return self.loader.drop(self, error)
 
 
@@ -78,10 +78,11 @@ class Loader:
         return job
 
     def drop(self, job: LoadJob, error: BackgroundError) -> bool:
-        """Abandon `job` (queued or running) so it is never applied; False if it was already applied."""
+        """Abandon `job` (queued or running) so it is never applied, its result being `error`; False if it
+        was applied or dropped already (its result says which)."""
         with self._cond:
             if not job.live:
-                return job.state == "dropped"
+                return False
             self._drop_locked(job)
         job.future.set_exception(error)
         return True

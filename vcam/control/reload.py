@@ -12,8 +12,10 @@ import os
 import select
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from inotify_simple import INotify, flags
 
@@ -72,9 +74,10 @@ def _effect_background(controller: ReloadTarget, new: Settings) -> Background | 
     return controller.wait(controller.library.load(eff.background)).background
 
 
-def _rejected(e: VcamError, what: str, look: Look | None, library: BackgroundLibrary | None) -> ActionError:
-    if look is not None and look.background is not None:
-        look.background.close()
+def _rejected(e: VcamError, what: str, background: Background | None,
+              library: BackgroundLibrary | None) -> ActionError:
+    if background is not None:
+        background.close()
     if library is not None:
         library.close("the reload was rejected")
     log.error("config reload%s, keeping the running config: %s", what, e)
@@ -90,20 +93,22 @@ def reload_settings(controller: ReloadTarget) -> str | None:
     with controller.reload_lock:
         old = controller.settings
         look: Look | None = None
+        background: Background | None = None
         library: BackgroundLibrary | None = None
         try:
             new = controller.load_settings()
             if new.effect != old.effect:
-                look = look_from_settings(new, background=_effect_background(controller, new))
+                background = _effect_background(controller, new)
+                look = look_from_settings(new, background=background)
             if new.backgrounds != old.backgrounds:  # scanned here, outside the lock (a big folder is slow)
                 library = BackgroundLibrary(new.backgrounds.paths, controller.frame_size)
         except VcamError as e:
-            raise _rejected(e, " rejected", look, library) from None
+            raise _rejected(e, " rejected", background, library) from None
         with controller.lock:
             try:
                 controller.pipeline.reconfigure(new)
             except VcamError as e:
-                raise _rejected(e, ": the pipeline refused it", look, library) from None
+                raise _rejected(e, ": the pipeline refused it", background, library) from None
             if library is not None:
                 old_library, controller.library = controller.library, library
                 old_library.close("the library was reloaded")  # the background on screen stays open
@@ -161,7 +166,8 @@ def reload_logged(controller: ReloadRunner) -> None:
 def install_sighup(controller: ReloadRunner) -> None:
     """SIGHUP reloads the config (on a thread: a handler must not block the main thread's loop)."""
     def handler(signum, frame):
-        threading.Thread(target=reload_logged, args=(controller,), name="vcam-sighup-reload", daemon=True).start()
+        threading.Thread(target=reload_logged, args=(controller,), name="vcam-sighup-reload",
+                         daemon=True).start()
     signal.signal(signal.SIGHUP, handler)
 
 
@@ -218,7 +224,7 @@ class ConfigWatcher:
             log.info("config watch: %s does not exist yet; watching %s for it", target, folder)
         return folder == target
 
-    def start(self) -> "ConfigWatcher":
+    def start(self) -> ConfigWatcher:
         if self._watching:
             self._thread = threading.Thread(target=self._run, name="vcam-config-watch", daemon=True)
             self._thread.start()
@@ -258,9 +264,15 @@ class ConfigWatcher:
                         continue
             elif not any(e.name == name for e in events):
                 continue
-            # Let a burst of writes (save = truncate + write + rename) settle, then reload once.
-            while self._read(self.DEBOUNCE_MS) and not self._stop.is_set():
-                pass
+            # Let a burst of writes (save = truncate + write + rename) settle, then reload once: DEBOUNCE_MS
+            # after the last event on the config file (other files changing in its folder don't count).
+            quiet_until = time.monotonic() + self.DEBOUNCE_MS / 1e3
+            while not self._stop.is_set():
+                remaining = quiet_until - time.monotonic()
+                if remaining <= 0:
+                    break
+                if any(e.name == name for e in self._read(max(1, int(remaining * 1e3)))):
+                    quiet_until = time.monotonic() + self.DEBOUNCE_MS / 1e3
             if not self._stop.is_set() and self.path.exists():
                 log.info("config file %s changed: reloading", self.path)
                 reload_logged(self.controller)
