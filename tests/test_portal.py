@@ -225,21 +225,21 @@ def test_activated_runs_the_action_off_the_bus_thread_and_deactivated_does_nothi
 
     def dispatch(action: str) -> None:
         calls.append((action, threading.current_thread().name))
-        if action == "toggle-pause":
-            release.wait(5)  # a slow action ...
+        if action == "next-background":
+            release.wait(5)  # a slow action (a background load) ...
         if action == "blur-weaker":
             raise RuntimeError("the action broke")
 
     hk = backend(dispatch)
     assert hk.wait_active(5), hk.status()
-    portal.call("Press", "s", ("toggle-pause",))
+    portal.call("Press", "s", ("next-background",))
     assert wait_for(lambda: calls)
     portal.call("Activate", "s", ("next-effect",))
     assert wait_for(lambda: hk.fired == 2)  # ... does not hold up the bus
-    assert [a for a, _ in calls] == ["toggle-pause"]
+    assert [a for a, _ in calls] == ["next-background"]  # the next waits its turn
     release.set()
     assert wait_for(lambda: len(calls) == 2)
-    assert [a for a, _ in calls] == ["toggle-pause", "next-effect"]
+    assert [a for a, _ in calls] == ["next-background", "next-effect"]
     assert all(name != "vcam-portal-hotkeys" for _, name in calls)
 
     portal.call("Deactivate", "s", ("next-effect",))

@@ -21,6 +21,7 @@ from vcam.compositing.backgrounds import Background, ColorBackground, parse_colo
 from vcam.compositing.effects import LIVE_EFFECTS, takes_background
 from vcam.config import Settings, load_settings
 from vcam.control.catalog import (
+    IMMEDIATE_ACTIONS,
     BLUR_STEP,
     EDGE_STEP,
     EFFECT_CYCLE,
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 # How long an action waits for its background: a load's deadline (loader.LOAD_DEADLINE_S) plus one queued
 # before it, and less than the 15 s `vcam ctl` waits for a reply.
 LOAD_TIMEOUT_S = 10.0
-# Touch only the LiveState (or only read it): never behind the lock, so a pause is never late.
-LOCK_FREE = frozenset({"status", "pause", "resume", "toggle-pause"})
 
 
 class LivePipeline(Protocol):
@@ -98,7 +97,7 @@ class Controller:
         spec.check_args(args)
         handler = HANDLERS[spec.name]
         try:
-            if spec.name in LOCK_FREE:
+            if spec.name in IMMEDIATE_ACTIONS:
                 return handler(self, *args)
             if self._closed:
                 raise ActionError("vcam is stopping")

@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from vcam.config import HOTKEY_OPTIONS, HotkeySettings
+from vcam.control.key_actions import KeyActions
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class HotkeyService:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcam-hotkey-action")
+        self._runner = KeyActions(dispatch, log, "hotkey action")
         self._thread: threading.Thread | None = None
         self.state = "starting"
         self.fired = 0
@@ -97,7 +97,7 @@ class HotkeyService:
         if self._thread is not None:
             self._thread.join(timeout=3)
         self._stop_listener()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._runner.stop()
 
     def status(self) -> dict:
         return {"hotkeys": self.state}
@@ -121,16 +121,7 @@ class HotkeyService:
         # Runs on pynput's thread: hand off at once so the X event stream never waits for an action.
         self.fired += 1
         log.info("hotkey %s: %s", combo, action)
-        try:
-            self._executor.submit(self._run_action, action)
-        except RuntimeError:  # stopping
-            pass
-
-    def _run_action(self, action: str) -> None:
-        try:
-            self._dispatch(action)
-        except Exception as e:
-            log.warning("hotkey action %s failed: %s", action, e, exc_info=not _is_user_error(e))
+        self._runner.submit(action)
 
     def _stop_listener(self) -> None:
         listener, self._listener = self._listener, None
@@ -225,7 +216,3 @@ def _listener_class(keyboard):
 
         cls = _listener_classes[keyboard] = Listener
     return cls
-
-
-def _is_user_error(e: BaseException) -> bool:
-    return isinstance(e, VcamError)

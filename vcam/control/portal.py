@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jeepney import HeaderFields, Message
@@ -31,6 +30,7 @@ from vcam.control.portal_bus import (
     Unavailable,
     portal_status,
 )
+from vcam.control.key_actions import KeyActions
 from vcam.control.portal_triggers import portal_shortcuts, to_portal_trigger
 from vcam.errors import VcamError
 
@@ -70,7 +70,7 @@ class PortalHotkeys:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()  # a closed socket can't alias a reused fd
         self._wake_w.setblocking(False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcam-portal-action")
+        self._runner = KeyActions(dispatch, log, "portal shortcut")
         self._thread: threading.Thread | None = None
         self._session = ""
         self._actions: dict[str, str] = {}  # what the current session bound: action -> combination
@@ -99,7 +99,7 @@ class PortalHotkeys:
         self._poke()
         if self._thread is not None:
             self._thread.join(timeout=0.45)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._runner.stop()
 
     def status(self) -> dict:
         line = f"portal {self.state}" + (f": {self.reason}" if self.reason else "")
@@ -257,10 +257,7 @@ class PortalHotkeys:
                 action = msg.body[1]
                 self.fired += 1
                 log.info("portal shortcut %s", action)
-                try:
-                    self._executor.submit(self._run_action, action)
-                except RuntimeError:  # stopping
-                    pass
+                self._runner.submit(action)
             elif member == "ShortcutsChanged":
                 self._take_shortcuts(msg.body[1])
                 log.info("the desktop changed vcam's shortcuts: %s",
@@ -271,8 +268,3 @@ class PortalHotkeys:
         self.shortcuts = {sid: str(opts.get("trigger_description", ("s", ""))[1]) for sid, opts in shortcuts
                           if sid in self._actions}
 
-    def _run_action(self, action: str) -> None:
-        try:
-            self._dispatch(action)
-        except Exception as e:  # a failing action is logged; the shortcuts keep working
-            log.warning("portal shortcut %s failed: %s", action, e, exc_info=not isinstance(e, VcamError))
