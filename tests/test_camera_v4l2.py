@@ -146,6 +146,7 @@ t = time.perf_counter()
 again = frame_after(t)
 seen["again_run"] = again.run if again else None
 seen["state"] = capture.state
+seen["error_after"] = capture.last_error
 capture.stop()
 print(json.dumps(seen))
 """
@@ -154,6 +155,7 @@ print(json.dumps(seen))
     assert "read failed (unplugged?)" in seen["gone_error"] or "no such device" in seen["gone_error"], seen
     assert "busy or not a camera" in seen["busy_error"], seen
     assert seen["again_run"] and seen["again_run"] > seen["first_run"] and seen["state"] == "ok", seen
+    assert seen["error_after"] == "", seen  # status no longer reports the error once frames flow again
     assert "Traceback" not in log
 
 

@@ -36,7 +36,7 @@ def start_controls(pipeline: LivePipeline, holder: LiveStateHolder, settings: Se
     """Socket server, hotkeys, config watcher and SIGHUP, all calling one Controller's actions.
 
     `loader` rebuilds settings on reload (the daemon passes its file + command-line overrides).
-    Returns objects with .stop(), to be stopped before the pipeline.
+    Returns objects with .stop(); the daemon stops them after the pipeline, so the camera is released first.
     """
     controller = Controller(pipeline, holder, settings, loader=loader)
     controls: list = [_Stopper(controller.close, "controller")]

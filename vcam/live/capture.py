@@ -352,7 +352,7 @@ class CaptureThread:
                     break  # stopped while reading: this frame is from a camera we were told to let go
                 if self.state != "ok":
                     log.info("camera %s: frames flowing", self.source.label)
-                self.state, backoff = "ok", BACKOFF_START_S
+                self.state, self.last_error, backoff = "ok", "", BACKOFF_START_S
                 if not self._wanted.is_set():
                     continue  # released while reading: don't publish a frame from a camera we let go
                 buf = self.slot.put(frame, t, self.run)
