@@ -226,6 +226,6 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
           + ", ".join(f"{t:.0f}" for t in took) + " ms")
     assert len(switches) == len(requested)
     assert median < 1.5 * frame_ms  # frames flowing at about the camera's rate
-    # A switch that loads on the frame path stalls every switch; one window over the limit is a hiccup of
-    # a loaded machine (seen once in eight full runs), so the second worst must hold.
-    assert sorted(around)[-2] <= normal_p95 + frame_ms, (around, normal_p95)
+    # A switch that loads on the frame path stalls every switch (by the load's 40-150 ms); a loaded 2-core
+    # machine stalls some windows now and then (seen: two of six), so the typical switch must hold.
+    assert float(np.median(around)) <= normal_p95 + frame_ms, (around, normal_p95)
