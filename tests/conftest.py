@@ -2,6 +2,10 @@
 
 Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty value),
 where missing data is a failure: CI must never go green by skipping the real-data tests.
+
+tests/control_rig.py is loaded as a plugin (pytest_plugins below), so its `rig` fixture (a running pipeline
+with its control socket) is there for every test file without importing it; test files import only its
+helpers (Rig, RecordingSink, the regions and picture checks).
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from vcam.testdata import testdata_path
+
+pytest_plugins = ["control_rig"]
 
 
 def require_path(*parts: str) -> Path:

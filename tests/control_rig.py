@@ -234,7 +234,9 @@ def library_files(testdata_images: Path, testdata_videos: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory, desk_video):
+    """A started Rig on the real background library, shared by a test module's tests (and stopped after)."""
     from conftest import require_path
+
     images = require_path("backgrounds", "images")
     videos = require_path("backgrounds", "videos")
     with pytest.MonkeyPatch.context() as mp:

@@ -11,7 +11,7 @@ import time
 
 import cv2
 import pytest
-from control_rig import (  # noqa: F401
+from control_rig import (
     KEY_SENT,
     SIZE,
     TOP_LEFT,
@@ -21,7 +21,6 @@ from control_rig import (  # noqa: F401
     grey,
     close_to,
     key_pixels,
-    rig,
     sent_color,
     sharpness,
 )

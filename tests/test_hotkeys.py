@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import require_tool
-from control_rig import (  # noqa: F401
+from control_rig import (
     KEY_SENT,
     SIZE,
     TOP_LEFT,
@@ -21,7 +21,6 @@ from control_rig import (  # noqa: F401
     blueness,
     close_to,
     key_pixels,
-    rig,
     sharpness,
 )
 
