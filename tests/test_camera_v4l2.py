@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import holds_open
-from test_daemon import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
+from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 12

@@ -649,7 +649,7 @@ def stop_vcam(proc: subprocess.Popen, log: Path) -> str:
 def grey(frame, tol: float = 10.0) -> bool:
     """Both top corners (background in the desk video) without colour: what `desaturate` does there."""
     import numpy as np
-    from test_daemon import W
+    from test_run import W
     patches = [frame[4:40, 4:60], frame[4:40, W - 200:W - 150]]
     return all(float(np.ptp(p.reshape(-1, 3).mean(0))) <= tol for p in patches)
 
@@ -660,7 +660,7 @@ def test_vcam_run_takes_the_desktops_shortcuts_end_to_end(shim, desk_video, fake
     triggers, an Activated from the desktop changes the effect in the frames sent to the virtual camera,
     and a refusal, the portal dying and coming back cost one log line each and never the daemon."""
     import numpy as np
-    from test_daemon import MAGENTA_BGR, FakeCam, H, W, corners_are
+    from test_run import MAGENTA_BGR, FakeCam, H, W, corners_are
 
     from vcam.control.portal_bus import APP_ID as app_id
     assert app_id == APP_ID

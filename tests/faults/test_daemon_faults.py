@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 from conftest import require_path
-from test_daemon import FakeCam, write_config
+from test_run import FakeCam, write_config
 
 from vcam.control.client import request
 from vcam.errors import VcamError

@@ -359,7 +359,7 @@ def status(controller: Controller) -> dict:
     return result
 
 
-# What each action of the catalog runs (tests/test_control.py checks the two name the same actions).
+# What each action of the catalog runs (tests/test_server.py checks the two name the same actions).
 HANDLERS: dict[str, Callable[..., dict | Pending]] = {
     "next-effect": next_effect,
     "previous-effect": previous_effect,
