@@ -16,15 +16,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.frames import i420
-from vcam.live import sinks as output
+from vcam.compositing.look import look_from_settings
 from vcam.config import load_settings
 from vcam.control.actions import Controller
 from vcam.control.client import request
 from vcam.control.server import ControlServer
-from vcam.compositing.look import look_from_settings
-from vcam.live.state import LiveState, LiveStateHolder
+from vcam.frames import i420
+from vcam.live import sinks as output
 from vcam.live.pipeline import Pipeline
+from vcam.live.state import LiveState, LiveStateHolder
 
 SIZE = (640, 360)
 # Regions of the desk frame (640x360) that are background (alpha 0): the white blinds top left, and the
@@ -37,7 +37,7 @@ SHELF = (slice(130, 220), slice(150, 215))  # bottles: texture for the blur stre
 class RecordingSink(output.NullSink):
     """The null sink, keeping the last frames it was sent (I420, kept as BGR pictures) and when."""
 
-    instances: list["RecordingSink"] = []
+    instances: list[RecordingSink] = []
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
@@ -93,7 +93,7 @@ class Rig:
             self.sections.setdefault(section, {}).update(values)
         self.config.write_text(toml(self.sections))
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.pipeline.start()
         self.controller = Controller(self.pipeline, self.holder, self.settings)
         self.server = ControlServer(self.controller, self.settings.control).start()

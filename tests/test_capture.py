@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.frames import mjpg
 from vcam.commands.bench import prepare_clip
-from vcam.live.capture import MAX_BAD_FRAMES, CameraError, CameraSource
 from vcam.config import load_settings
+from vcam.frames import mjpg
+from vcam.live.capture import MAX_BAD_FRAMES, CameraError, CameraSource
 
 
 def source_for(path: Path) -> CameraSource:

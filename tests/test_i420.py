@@ -14,16 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.frames import i420, turbojpeg
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, cover_resize
-from vcam.live.capture import CameraSource
-from vcam.config import load_settings
 from vcam.compositing.compositor_bgr import BGRCompositor
 from vcam.compositing.compositor_i420 import I420Compositor
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look
+from vcam.config import load_settings
+from vcam.frames import i420, turbojpeg
 from vcam.frames.mjpg import MjpgDecoder
 from vcam.frames.reduce import Reducer
+from vcam.live.capture import CameraSource
 from vcam.matting.matte import Matte
 
 SAMPLINGS = {
@@ -282,7 +282,7 @@ def test_planar_reducer_matches_the_bgr_one(desk_video):
     assert ycc.shape == (h // 4, w // 4, 3)
     expected = cv2.cvtColor(packed.by(4), cv2.COLOR_BGR2YCrCb)
     for k in range(3):  # measured 0.42, 0.37, 0.33; U and V swapped would be about 11
-        assert mean_diff(ycc[..., k], expected[..., k]) < 1.5, "YCrCb channel %d" % k
+        assert mean_diff(ycc[..., k], expected[..., k]) < 1.5, f"YCrCb channel {k}"
 
 
 # -- vcam/effects_i420.py against vcam/effects.py ----------------------------------------------------------

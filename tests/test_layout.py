@@ -3,7 +3,7 @@ included), no module over 400 lines, no class over 250, so the folders keep read
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -84,7 +84,7 @@ def find_circles(graph: dict[str, set[str]]) -> dict[str, list[str]]:
 MODULES = find_modules(PACKAGE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _circles() -> dict[str, list[str]]:
     return find_circles({name: imports_of(name, MODULES) for name in MODULES})
 

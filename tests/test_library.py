@@ -12,12 +12,12 @@ import pytest
 from conftest import require_path
 from control_rig import SIZE, RecordingSink, Rig
 
-from vcam.live import sinks as output
-from vcam.control.actions import ActionError, Controller
 from vcam.compositing.backgrounds import BackgroundError, ImageBackground, VideoBackground
-from vcam.config import load_settings
 from vcam.compositing.look import Look
+from vcam.config import load_settings
+from vcam.control.actions import ActionError, Controller
 from vcam.control.library import BackgroundLibrary, scan
+from vcam.live import sinks as output
 from vcam.live.state import LiveState, LiveStateHolder
 
 

@@ -14,7 +14,14 @@ import pytest
 from conftest import require_path
 
 from vcam.matting import model_cache
-from vcam.matting.model_cache import MEMBER_DIR, MODELS, ModelFetchError, ModelMissing, fetch_models, find_model
+from vcam.matting.model_cache import (
+    MEMBER_DIR,
+    MODELS,
+    ModelFetchError,
+    ModelMissing,
+    fetch_models,
+    find_model,
+)
 
 
 @pytest.fixture(scope="module")

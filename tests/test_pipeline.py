@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from conftest import holds_open
 
-from vcam.live.capture import CameraSource, CaptureThread
-from vcam.config import load_settings
 from vcam.compositing.look import look_from_settings
+from vcam.config import load_settings
 from vcam.errors import VcamError
-from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.capture import CameraSource, CaptureThread
 from vcam.live.pipeline import Pipeline
 from vcam.live.slot import OneSlot
+from vcam.live.state import LiveState, LiveStateHolder
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

@@ -16,9 +16,9 @@ import pytest
 from conftest import require_path, unwritable_folder
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
-from vcam.live import sinks as output
 from vcam.control.client import request
 from vcam.control.reload import ConfigWatcher, install_sighup
+from vcam.live import sinks as output
 
 
 @pytest.fixture

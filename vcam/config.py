@@ -9,8 +9,8 @@ import dataclasses
 import os
 import stat
 import sys
-from importlib import resources
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -165,7 +165,7 @@ class Settings:
     control: ControlSettings
     source_files: tuple = ()
 
-    def replace(self, section: str, **changes: Any) -> "Settings":
+    def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like a file would be)."""
         current = dataclasses.asdict(getattr(self, section))
         current.update(changes)
@@ -256,7 +256,7 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
     return section
 
 
-def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
+def _check_hotkeys_distinct(hotkeys: HotkeySettings, origin: str) -> None:
     """Two actions on one combination: only one of them would ever fire, so refuse it."""
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):

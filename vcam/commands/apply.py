@@ -9,11 +9,11 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
+from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
 from vcam.compositing import backgrounds
 from vcam.compositing.backgrounds import (
     IMAGE_EXTENSIONS,
@@ -27,7 +27,6 @@ from vcam.compositing.backgrounds import (
 from vcam.compositing.effects import FILE_EFFECTS, takes_background
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look, look_from_settings
-from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
 from vcam.config import MODELS, Settings, load_settings, picture_size_problem
 from vcam.errors import VcamError
 from vcam.frames.video_file import playback_problem

@@ -21,10 +21,10 @@ from vcam.compositing.backgrounds import Background, ColorBackground, parse_colo
 from vcam.compositing.effects import LIVE_EFFECTS, takes_background
 from vcam.config import Settings, load_settings
 from vcam.control.catalog import (
-    IMMEDIATE_ACTIONS,
     BLUR_STEP,
     EDGE_STEP,
     EFFECT_CYCLE,
+    IMMEDIATE_ACTIONS,
     ActionError,
     find_action,
 )

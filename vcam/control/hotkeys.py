@@ -15,11 +15,10 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.config import HOTKEY_OPTIONS, HotkeySettings
 from vcam.control.key_actions import KeyActions
-from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class HotkeyService:
         self.fired = 0
 
     # -- public -----------------------------------------------------------------------------------------------
-    def start(self) -> "HotkeyService":
+    def start(self) -> HotkeyService:
         self._thread = threading.Thread(target=self._supervise, name="vcam-hotkeys", daemon=True)
         self._thread.start()
         return self

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam.frames import i420, mjpg
 from vcam.compositing.backgrounds import is_image_path
 from vcam.config import CameraSettings
 from vcam.errors import VcamError
+from vcam.frames import i420, mjpg
 from vcam.live.slot import OneSlot
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from inotify_simple import INotify, flags
 

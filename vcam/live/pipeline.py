@@ -17,7 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vcam.matting.matting import Matting
 from vcam.config import Settings
 from vcam.live import reconfigure as _reconfigure
 from vcam.live.camera_gate import CameraGate
@@ -29,6 +28,7 @@ from vcam.live.sinks import OutputError, output_size
 from vcam.live.slot import OneSlot
 from vcam.live.state import LiveStateHolder
 from vcam.live.stats import FailureLog, StageStats
+from vcam.matting.matting import Matting
 
 
 class Pipeline:

@@ -6,15 +6,15 @@ import dataclasses
 import logging
 from typing import Protocol
 
-from vcam.matting.matting import Matting
 from vcam.config import OutputSettings, Settings
 from vcam.errors import VcamError
 from vcam.live.camera_gate import CameraGate
 from vcam.live.capture import STOP_WAIT_S, CameraSource, CaptureThread, camera_size_hint
 from vcam.live.output_stage import OutputStage
 from vcam.live.segmenter_stage import SegmenterStage
-from vcam.live.slot import OneSlot
 from vcam.live.sinks import output_size
+from vcam.live.slot import OneSlot
+from vcam.matting.matting import Matting
 
 
 class Reconfigurable(Protocol):

@@ -27,9 +27,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from vcam.atomic_write import atomic_output, write_bytes
 from vcam.errors import VcamError

@@ -5,7 +5,7 @@ The names come from vcam/live/sink_names.py, the list the config validates again
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.config import OutputSettings, picture_size_problem
 from vcam.live.sink_names import SINK_NAMES
