@@ -169,7 +169,7 @@ def test_flip_mirrors_each_plane(desk_frames):
     before = frame.copy()
     dst = np.empty_like(frame)
     assert i420.flip(frame, dst) is dst
-    for s, d in zip(i420.planes(frame), i420.planes(dst)):
+    for s, d in zip(i420.planes(frame), i420.planes(dst), strict=True):
         assert np.array_equal(d, cv2.flip(s, 1))
     assert np.array_equal(frame, before)
     assert not np.array_equal(dst, frame)
@@ -227,7 +227,7 @@ def test_mjpg_without_libturbojpeg_gives_the_same_frames(desk_frames, monkeypatc
     monkeypatch.setattr(turbojpeg, "library", lambda: None)
     slow = MjpgDecoder()
     assert not slow.planar
-    for data, expected in zip(pictures, planar):
+    for data, expected in zip(pictures, planar, strict=True):
         out = slow.decode_i420(data)
         assert out.shape == (540, 640)
         assert mean_diff(out[:360], expected[:360]) < 1.0 and mean_diff(out[360:], expected[360:]) < 1.0

@@ -201,13 +201,14 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
         finally:
             rig.stop()
     sends = [s for s in sends if s[0] >= t0 - 0.5]
-    new = np.array([sends[0][0]] + [t for (t, h), (_, hp) in zip(sends[1:], sends) if h != hp])
+    new = np.array([sends[0][0]] + [t for (t, h), (_, hp) in zip(sends[1:], sends, strict=False) if h != hp])
     intervals = np.diff(new) * 1e3
     ends = new[1:]
     frame_ms = 1e3 / rig.settings.output.fps
 
-    # A switch's window: from its request (the load starts) to 0.3 s after it went live.
-    windows = [(req - 0.05, live + 0.3) for req, live in zip(requested, switches)]
+    # A switch's window: from its request (the load starts) to 0.3 s after it went live. (That there are
+    # as many switches as requests is asserted below, after the measurement is printed.)
+    windows = [(req - 0.05, live + 0.3) for req, live in zip(requested, switches, strict=False)]
 
     def worst(start: float, end: float) -> float:
         inside = (ends > start) & (ends <= end)
@@ -219,7 +220,7 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
         away &= ~((ends > a) & (ends <= b + 0.05))
     normal_p95 = float(np.percentile(intervals[away], 95))
     median = float(np.median(intervals))
-    took = [(live - req) * 1e3 for req, live in zip(requested, switches)]
+    took = [(live - req) * 1e3 for req, live in zip(requested, switches, strict=False)]
     print(f"\nswitch stall: median frame interval {median:.1f} ms, p95 away from switches {normal_p95:.1f} ms "
           f"({int(away.sum())} intervals); worst interval around each of {len(switches)} switches: "
           + ", ".join(f"{w:.0f}" for w in around) + f" ms (worst {max(around):.0f}); switches took "

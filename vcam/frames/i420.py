@@ -116,7 +116,7 @@ def resize(src: np.ndarray, size_: tuple[int, int], dst: np.ndarray | None = Non
     cw, ch = min(sw, max(2, round(w / scale))) & ~1, min(sh, max(2, round(h / scale))) & ~1
     x0, y0 = (sw - cw) // 4 * 2, (sh - ch) // 4 * 2
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    for i, (s, d) in enumerate(zip(planes(src), planes(dst))):
+    for i, (s, d) in enumerate(zip(planes(src), planes(dst), strict=True)):
         f = 1 if i == 0 else 2
         crop = s[y0 // f:(y0 + ch) // f, x0 // f:(x0 + cw) // f]
         cv2.resize(crop, (d.shape[1], d.shape[0]), dst=d, interpolation=interp)
@@ -125,6 +125,6 @@ def resize(src: np.ndarray, size_: tuple[int, int], dst: np.ndarray | None = Non
 
 def flip(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The frame mirrored left to right, into `dst` (not `src`)."""
-    for s, d in zip(planes(src), planes(dst)):
+    for s, d in zip(planes(src), planes(dst), strict=True):
         cv2.flip(s, 1, dst=d)
     return dst
