@@ -97,8 +97,10 @@ class CameraSource:
             native = cap.get(cv2.CAP_PROP_FPS)
             self.fps = native if 1 <= native <= 240 else float(self.settings.fps)
             self._cap = cap
-            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.frames.mjpg.
-            self.raw_jpeg = mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC)) and cap.set(cv2.CAP_PROP_FORMAT, -1)
+            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in
+            # vcam.frames.mjpg.
+            self.raw_jpeg = (mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC))
+                             and cap.set(cv2.CAP_PROP_FORMAT, -1))
             self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
             self._decoder = mjpg.MjpgDecoder(self.size)
         else:
@@ -143,7 +145,8 @@ class CameraSource:
         if cap.set(cv2.CAP_PROP_CONVERT_RGB, 0):
             for _ in range(3):  # a camera's first frames may be damaged
                 ok, packet = cap.read()
-                if ok and packet is not None and packet.dtype == np.uint8 and self._decoder.decode(packet) is not None:
+                if (ok and packet is not None and packet.dtype == np.uint8
+                        and self._decoder.decode(packet) is not None):
                     return True
             cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
         return False

@@ -49,8 +49,8 @@ class Pipeline:
         self.matte_slot: OneSlot[MattedFrame] = OneSlot()  # frame + alpha + the state they were made for
         self.out_slot: OneSlot[np.ndarray] = OneSlot()
         self.gate = CameraGate(holder, wake=self.out_slot.wake)
-        self.output = OutputStage(self.out_slot, self.gate, holder, lambda: self.settings, self._stop, self.stats,
-                                  failures, uncapped=uncapped, sink_options=sink_options)
+        self.output = OutputStage(self.out_slot, self.gate, holder, lambda: self.settings, self._stop,
+                                  self.stats, failures, uncapped=uncapped, sink_options=sink_options)
         self.segmenter = SegmenterStage(self.camera_slot, self.matte_slot, holder, lambda: self.output.size,
                                         self._stop, self.stats, failures)
         self.compositor = CompositorStage(self.matte_slot, self.out_slot, self.camera_slot, self._stop,

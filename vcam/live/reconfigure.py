@@ -96,7 +96,8 @@ def _reopen_camera(p: Reconfigurable, new: Settings) -> None:
             p.start_capture(old_source)
             busy = "" if closed else " (the old camera was still busy in a read)"
             why = str(e) if isinstance(e, VcamError) else f"{source.label}: cannot be read ({_first_line(e)})"
-            raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {why}{busy}") from None
+            raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: "
+                            f"{why}{busy}") from None
     p.start_capture(source)
 
 
