@@ -26,7 +26,7 @@ MUTANTS: list[Mutant] = [
            "    except UnicodeDecodeError as e:\n        raise ConfigError",
            "    except KeyError as e:\n        raise ConfigError",
            ("tests/test_config.py",), "a Latin-1 config would end in a traceback"),
-    Mutant("apply-no-playback-check", "vcam/commands/apply.py",
+    Mutant("apply-no-playback-check", "vcam/frames/video_file.py",
            "        if not cap.isOpened() or not cap.read()[0]:",
            "        if False:",
            ("tests/faults/test_output_files.py",), "an unplayable video would replace a good output"),
