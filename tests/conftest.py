@@ -1,7 +1,7 @@
 """Shared fixtures: the real test data (through vcam.testdata) and helpers to need it.
 
-Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty value),
-where missing data is a failure: CI must never go green by skipping the real-data tests.
+Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty
+value), where missing data is a failure: CI must never go green by skipping the real-data tests.
 
 tests/control_rig.py is loaded as a plugin (pytest_plugins below), so its `rig` fixture (a running pipeline
 with its control socket) is there for every test file without importing it; test files import only its

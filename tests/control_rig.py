@@ -189,7 +189,8 @@ def as_sent(bgr: np.ndarray) -> np.ndarray:
 
 
 def sent_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
-    """A solid colour as it arrives after the trip to the virtual camera (green (0, 255, 0) -> (1, 255, 0))."""
+    """A solid colour as it arrives after the trip to the virtual camera (green (0, 255, 0) ->
+    (1, 255, 0))."""
     return tuple(int(c) for c in as_sent(np.full((2, 2, 3), bgr, np.uint8))[0, 0])
 
 

@@ -1,4 +1,4 @@
-"""Capture stage: MJPG sources are demuxed by OpenCV and decoded by vcam.frames.mjpg (libjpeg-turbo's fast path).
+"""Capture stage: MJPG sources demuxed by OpenCV, decoded by vcam.frames.mjpg (libjpeg-turbo's fast path).
 
 A USB webcam's 720p/1080p arrives as MJPG; an MJPG clip made from the real desk video stands in for it
 (the same container the benchmark uses), read through the real CameraSource.

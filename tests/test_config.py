@@ -131,7 +131,8 @@ def test_every_bounded_key_is_listed_with_its_bounds():
     for section in dataclasses.fields(settings):
         value = getattr(settings, section.name)
         if dataclasses.is_dataclass(value):
-            bounded |= {f"{section.name}.{f.name}" for f in dataclasses.fields(value) if "range" in f.metadata}
+            bounded |= {f"{section.name}.{f.name}" for f in dataclasses.fields(value)
+                        if "range" in f.metadata}
     assert bounded == set(BOUNDS)
 
 

@@ -95,7 +95,8 @@ def test_setup_dry_run_installs_the_shipped_config(tmp_path):
     assert "modprobe v4l2loopback" in r.stdout
     conf = (ROOT / "config" / "v4l2loopback" / "vcam.conf").read_text()
     options = [line for line in conf.splitlines() if line.startswith("options")]
-    assert options == ['options v4l2loopback devices=1 video_nr=10 exclusive_caps=1 card_label="Virtual Camera"']
+    assert options == ["options v4l2loopback devices=1 video_nr=10 exclusive_caps=1 "
+                       'card_label="Virtual Camera"']
 
 
 def test_setup_service_writes_a_notify_unit_running_this_vcam(tmp_path):

@@ -71,8 +71,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _press(display: str, *keys: str) -> None:
     """Key presses from another process, as a user's keyboard would send them (XTEST)."""
-    subprocess.run([require_tool("xdotool"), "key", "--delay", "30", *keys], env={**os.environ, "DISPLAY": display},
-                   check=True, timeout=10)
+    subprocess.run([require_tool("xdotool"), "key", "--delay", "30", *keys],
+                   env={**os.environ, "DISPLAY": display}, check=True, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,8 @@ def test_each_default_hotkey_changes_the_next_frames(live):
           lambda f: close_to(f[TOP_LEFT], background_region(porch)))
 
     rig.ok("effect", "none")
-    frame = press("ctrl+alt+m", lambda s: s.mirror, lambda f: close_to(f, cv2.flip(rig.still_sent, 1), tol=0.5))
+    frame = press("ctrl+alt+m", lambda s: s.mirror,
+                  lambda f: close_to(f, cv2.flip(rig.still_sent, 1), tol=0.5))
     assert blueness(frame) < blueness(rig.still) - 40  # the blue boxes moved to the other side
     press("ctrl+alt+m", lambda s: not s.mirror, lambda f: close_to(f, rig.still_sent, tol=0.5))
 

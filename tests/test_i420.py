@@ -90,7 +90,8 @@ def test_planes_are_views_at_the_offsets_of_the_packed_layout(desk_frames):
     c = (w // 2) * (h // 2)
     assert [p.ctypes.data - base for p in (y, u, v)] == [0, w * h, w * h + c]
     flat = packed.reshape(-1)
-    assert np.array_equal(u.reshape(-1), flat[w * h:w * h + c]) and np.array_equal(v.reshape(-1), flat[w * h + c:])
+    assert (np.array_equal(u.reshape(-1), flat[w * h:w * h + c])
+            and np.array_equal(v.reshape(-1), flat[w * h + c:]))
     # U is Cb and V is Cr (OpenCV's YCrCb has them the other way round): each the 2x2 average of its own
     ycrcb = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)
     cb, cr = (cv2.resize(ycrcb[..., k], (w // 2, h // 2), interpolation=cv2.INTER_AREA) for k in (2, 1))
@@ -101,7 +102,8 @@ def test_planes_are_views_at_the_offsets_of_the_packed_layout(desk_frames):
 
 
 def test_from_bgr_cuts_odd_sides_and_marks_the_range(desk_frames):
-    """An odd-sized picture becomes I420 of the even size below it; full_range is full() of the limited one."""
+    """An odd-sized picture becomes I420 of the even size below it; full_range is full() of the limited
+    one."""
     odd = cv2.resize(desk_frames[1], (641, 361))
     frame = i420.from_bgr(odd)
     assert frame.shape == (540, 640) and frame.dtype == np.uint8 and frame.flags.c_contiguous
@@ -124,7 +126,8 @@ def test_limited_and_full_follow_the_bt601_range_formulas():
     want_y = np.floor(16 + x * 219 / 255 + 0.5)
     want_c = np.floor(128 + (x - 128) * 224 / 255 + 0.5)
     lim = i420.limited(frame)
-    assert np.array_equal(lim[:16].reshape(-1)[:256], want_y) and np.array_equal(lim[:16].reshape(-1)[256:], want_y)
+    assert (np.array_equal(lim[:16].reshape(-1)[:256], want_y)
+            and np.array_equal(lim[:16].reshape(-1)[256:], want_y))
     assert np.array_equal(lim[16:].reshape(-1), want_c)
     assert lim[:16].min() == 16 and lim[:16].max() == 235 and lim[16:].min() == 16 and lim[16:].max() == 240
 
@@ -160,7 +163,8 @@ def test_resize_to_another_aspect_crops_like_cover_resize(desk_frames, source):
     expected = cover_resize(i420.to_bgr(frame), (640, 360))
     # measured 0.38 (down) and 0.47 (up); stretching instead gives about 27
     assert mean_diff(i420.to_bgr(out), expected) < 1.5
-    assert mean_diff(cv2.resize(i420.to_bgr(frame), (640, 360)), expected) > 10, "a stretch would be told apart"
+    assert mean_diff(cv2.resize(i420.to_bgr(frame), (640, 360)), expected) > 10, \
+        "a stretch would be told apart"
 
 
 def test_flip_mirrors_each_plane(desk_frames):
@@ -364,8 +368,8 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
         assert mean_diff(shown, as_sent) < MAX_COMPOSITE_DIFF
 
         y, u, v = i420.planes(out)
-        assert 16 <= y.min() and y.max() <= 235 and 16 <= min(u.min(), v.min()) and max(u.max(), v.max()) <= 240, \
-            "limited range out"
+        assert (16 <= y.min() and y.max() <= 235
+                and 16 <= min(u.min(), v.min()) and max(u.max(), v.max()) <= 240), "limited range out"
         background_px, person = regions(final_alpha(case["i420_matte"]))
         assert background_px.sum() > 20000 and person.sum() > 20000
         assert mean_diff(shown[person], bgr[person]) < 2.5, "the person is the camera's picture"
@@ -383,7 +387,8 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
             half_person = cv2.resize(person.astype(np.uint8), (w // 2, h // 2),
                                      interpolation=cv2.INTER_NEAREST).astype(bool)
             sent = i420.planes(i420.limited(frame))
-            for got, want in ((u, sent[1]), (v, sent[2])):  # (one portrait is a grey photo: compare, not > 128)
+            # (one portrait is a grey photo: compare, not > 128)
+            for got, want in ((u, sent[1]), (v, sent[2])):
                 assert mean_diff(got[half_person], want[half_person]) < 1, "the person keeps their colour"
         else:
             if name == "replace-image":

@@ -53,7 +53,8 @@ def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
 
 
 def find_circles(graph: dict[str, set[str]]) -> dict[str, list[str]]:
-    """For each module in an import circle, all the modules of its circle (strongly connected parts, Tarjan)."""
+    """For each module in an import circle, all the modules of its circle (strongly connected parts,
+    Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -46,8 +46,8 @@ def test_scan_is_sorted_deduplicated_and_skips_what_is_not_media(images, videos,
     assert [p.name for p in entries] == ["a.jpg", "B.jpg", "backscrub_retrowave.webm"]
     assert "gone does not exist" in caplog.text
     whole = scan([str(images)])
-    assert [p.name for p in whole] == sorted((p.name for p in images.iterdir() if p.suffix in (".jpg", ".png")),
-                                             key=str.lower)
+    assert [p.name for p in whole] == sorted(
+        (p.name for p in images.iterdir() if p.suffix in (".jpg", ".png")), key=str.lower)
     assert scan([str(images)]) == whole  # stable
 
 
@@ -221,8 +221,9 @@ def test_switch_does_not_stall_the_output(tmp_path_factory, desk_video, images):
     normal_p95 = float(np.percentile(intervals[away], 95))
     median = float(np.median(intervals))
     took = [(live - req) * 1e3 for req, live in zip(requested, switches, strict=False)]
-    print(f"\nswitch stall: median frame interval {median:.1f} ms, p95 away from switches {normal_p95:.1f} ms "
-          f"({int(away.sum())} intervals); worst interval around each of {len(switches)} switches: "
+    print(f"\nswitch stall: median frame interval {median:.1f} ms, "
+          f"p95 away from switches {normal_p95:.1f} ms ({int(away.sum())} intervals); "
+          f"worst interval around each of {len(switches)} switches: "
           + ", ".join(f"{w:.0f}" for w in around) + f" ms (worst {max(around):.0f}); switches took "
           + ", ".join(f"{t:.0f}" for t in took) + " ms")
     assert len(switches) == len(requested)

@@ -149,8 +149,8 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
         _wait_for(lambda: sock.exists(), 30, "the control socket")
 
         def ctl(*args):
-            return subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), *args], env=env,
-                                  capture_output=True, text=True, timeout=30)
+            return subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), *args],
+                                  env=env, capture_output=True, text=True, timeout=30)
 
         _wait_for(lambda: request(sock, "status")["result"]["frames_sent"] > 5, 30, "frames")
         status = ctl("status")

@@ -105,7 +105,8 @@ def test_background_actions_show_the_library_entry(rig):
     for bad in ("9", "0", "/nonexistent/bg.jpg"):
         reply = rig.ctl("background", bad)
         assert not reply["ok"] and bad.lstrip("/").split("/")[0] in reply["error"]
-    assert (rig.frame_after(time.perf_counter())[TOP_LEFT] == sent_color((0, 0, 255))).all()  # refused: nothing changed
+    # refused: nothing changed
+    assert (rig.frame_after(time.perf_counter())[TOP_LEFT] == sent_color((0, 0, 255))).all()
 
 
 def test_blur_edge_mirror_and_pause_actions(rig):

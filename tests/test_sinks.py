@@ -15,6 +15,7 @@ def test_the_config_and_the_registry_name_the_same_sinks():
 
 
 def test_the_config_loads_without_numpy_or_opencv():
-    code = "import sys, vcam.config; print(sorted(m for m in ('numpy', 'cv2', 'pyvirtualcam') if m in sys.modules))"
+    code = ("import sys, vcam.config; "
+            "print(sorted(m for m in ('numpy', 'cv2', 'pyvirtualcam') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -109,7 +109,8 @@ def test_read_only_folder_is_one_line_and_a_folder_run_goes_on(tmp_path, portrai
 def test_two_runs_to_one_output_leave_one_good_file(tmp_path, short_clip):
     out = tmp_path / "out.mp4"
     cmd = [sys.executable, "-m", "vcam", "apply", str(short_clip), str(out), "--effect", "desaturate"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     results = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert all("Traceback" not in err for _, err in results)
@@ -150,5 +151,6 @@ def test_vcam_run_into_an_unwritable_folder_is_one_line(tmp_path):
     with unwritable_folder(tmp_path / "ro") as folder:
         config = tmp_path / "c.toml"
         config.write_text(f'[output]\nsink = "file"\nfile = "{folder / "out.mp4"}"\n')
-        proc = vcam("--config", config, "run", "--source", clip, env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
+        proc = vcam("--config", config, "run", "--source", clip,
+                    env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
         one_line_error(proc, "out.mp4")

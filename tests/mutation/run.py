@@ -43,7 +43,8 @@ def main() -> int:
             path = tree / m.path
             original = path.read_text()
             if original.count(m.old) != 1:
-                raise SystemExit(f"mutant {m.name}: the snippet is not in {m.path} exactly once; update mutants.py")
+                raise SystemExit(f"mutant {m.name}: the snippet is not in {m.path} exactly once; "
+                                 "update mutants.py")
             path.write_text(original.replace(m.old, m.new))
             t0 = time.monotonic()
             try:
