@@ -6,6 +6,14 @@ value), where missing data is a failure: CI must never go green by skipping the 
 tests/control_rig.py is loaded as a plugin (pytest_plugins below), so its `rig` fixture (a running pipeline
 with its control socket) is there for every test file without importing it; test files import only its
 helpers (Rig, RecordingSink, the regions and picture checks).
+
+Tests that start processes (`vcam` itself, Xvfb and xdotool, dbus-daemon and the fake portal, setpriv as
+another uid, gcc for the fake v4l2 devices, mount as root) are marked `system` (pyproject.toml), per test
+or with a module's pytestmark; the others run in this process:
+
+    python -m pytest -m "not system"   # in-process tests only: quick, nothing started
+    python -m pytest -m system         # the tests that start processes
+    python -m pytest                   # all of them (make test, CI)
 """
 from __future__ import annotations
 

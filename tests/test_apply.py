@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import mp4_with_display_rotation
 
+pytestmark = pytest.mark.system  # every test here starts `vcam apply` (python -m vcam)
+
 
 def vcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")

@@ -21,6 +21,8 @@ import pytest
 from conftest import holds_open
 from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
 
+pytestmark = pytest.mark.system  # every test here starts a process with the fake webcam LD_PRELOADed
+
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 12
 W, H = 1280, 720

@@ -144,6 +144,7 @@ def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, 
     assert bindings(load_settings(config).hotkeys)[combo] == "toggle-pause"
 
 
+@pytest.mark.system
 def test_each_default_hotkey_changes_the_next_frames(live):
     rig, service = live
     porch, aqua, retro, _ = rig.library
@@ -197,6 +198,7 @@ def test_each_default_hotkey_changes_the_next_frames(live):
     assert service.fired == 13
 
 
+@pytest.mark.system
 def test_other_keys_are_neither_acted_on_nor_logged(live, caplog):
     rig, service = live
     fired = service.fired
@@ -208,6 +210,7 @@ def test_other_keys_are_neither_acted_on_nor_logged(live, caplog):
     assert not [r for r in caplog.records if r.name.startswith(("vcam.control.hotkeys", "pynput"))]
 
 
+@pytest.mark.system
 def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, monkeypatch, caplog):
     monkeypatch.setenv("DISPLAY", xdisplay)
     calls = []
@@ -235,6 +238,7 @@ def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, mon
         service.stop()
 
 
+@pytest.mark.system
 def test_no_display_then_display_appears_then_vanishes(monkeypatch, caplog):
     require_tool("xdotool")
     monkeypatch.setattr(hotkeys_module, "RETRY_S", 0.3)
@@ -290,6 +294,7 @@ def test_unset_display_disables_hotkeys_with_one_line(monkeypatch, caplog, tmp_p
     assert len([r for r in caplog.records if "disabled" in r.getMessage()]) == 1
 
 
+@pytest.mark.system
 def test_changed_hotkeys_rebuild_the_listener(xdisplay, monkeypatch):
     """What a config reload does: the new combination works at once, the old one no longer does."""
     monkeypatch.setenv("DISPLAY", xdisplay)

@@ -139,6 +139,7 @@ def stop_daemon(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[float, int,
 
 
 
+@pytest.mark.system
 def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     notify_path = tmp_path / "notify.sock"
@@ -186,6 +187,7 @@ def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path
     assert "Traceback" not in err
 
 
+@pytest.mark.system
 def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     source = tmp_path / "camera.mp4"
@@ -218,6 +220,7 @@ def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_gua
     assert "unavailable" in err or "disappeared" in err
 
 
+@pytest.mark.system
 def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     source = tmp_path / "camera.mp4"
@@ -249,6 +252,7 @@ def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path
     assert elapsed < 1.0
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("case", ["missing", "permission"])
 def test_unusable_device_is_one_line_with_the_fix(case, shim, desk_video, tmp_path):
     fake = FakeCam(tmp_path)
@@ -273,6 +277,7 @@ def test_unusable_device_is_one_line_with_the_fix(case, shim, desk_video, tmp_pa
         assert "usermod -aG video" in line
 
 
+@pytest.mark.system
 def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, daemon_guard):
     xvfb, xdotool = require_tool("Xvfb"), require_tool("xdotool")
     display = ":88"
@@ -298,6 +303,7 @@ def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, dae
         server.wait(5)
 
 
+@pytest.mark.system
 def test_bad_background_at_start_falls_back_to_blur(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
@@ -342,6 +348,7 @@ def test_watchdog_is_fed_only_while_frames_leave_and_every_stage_lives():
     assert fed == [True, True, False, True, False, False, False]
 
 
+@pytest.mark.system
 def test_watchdog_stops_while_the_output_is_stalled(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     notify_path = tmp_path / "notify.sock"

@@ -30,6 +30,7 @@ def test_unit_passes_what_the_hotkey_backends_need_and_restricts_the_rest():
     assert s["MemoryMax"] and s["TasksMax"]
 
 
+@pytest.mark.system
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_unit_exposure_is_at_most_medium(tmp_path):
     # 9.6 UNSAFE without hardening; what is left needs a mount namespace or capabilities a user service lacks

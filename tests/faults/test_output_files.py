@@ -10,8 +10,9 @@ from pathlib import Path
 
 import cv2
 import pytest
+from conftest import require_path
 
-from tests.conftest import require_path
+pytestmark = pytest.mark.system  # every test here starts vcam (and mounts a tmpfs as root)
 
 
 def vcam(*args, limit_bytes: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -145,7 +146,7 @@ def test_folder_inputs_that_would_share_an_output_name_are_refused_up_front(tmp_
 
 
 def test_vcam_run_into_an_unwritable_folder_is_one_line(tmp_path):
-    from tests.conftest import unwritable_folder
+    from conftest import unwritable_folder
 
     clip = require_path("videos", "outdoor_sitting_640x360.mp4")
     with unwritable_folder(tmp_path / "ro") as folder:
