@@ -1,9 +1,9 @@
 """The live pipeline's I420 path, on real pictures: the plane helpers, MJPG straight to planes, the planar
 Reducer, the I420 compositor against the BGR one, and CameraSource(as_i420=True).
 
-Camera frames are full-range I420 and the compositor writes limited range (vcam/i420.py), so every
-comparison with the BGR route says which range each side is in. The BGR reference of a composited frame
-is taken "as sent": converted to limited-range I420 and back, as the virtual camera would carry it.
+Camera frames are full-range I420 and the compositor writes limited range (vcam/frames/i420.py), so
+every comparison with the BGR route says which range each side is in. The BGR reference of a composited
+frame is taken "as sent": converted to limited-range I420 and back, as the virtual camera would carry it.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def desk_frames(desk_video) -> list[np.ndarray]:
     return frames
 
 
-# -- vcam/i420.py ------------------------------------------------------------------------------------------
+# -- vcam/frames/i420.py -------------------------------------------------------------------------------------
 
 def test_planes_are_views_at_the_offsets_of_the_packed_layout(desk_frames):
     """planes() gives Y rows, then the U block, then the V block of OpenCV's I420, as views (no copies)."""
@@ -179,7 +179,7 @@ def test_flip_mirrors_each_plane(desk_frames):
     assert not np.array_equal(dst, frame)
 
 
-# -- vcam/mjpg.py: decode_i420 -----------------------------------------------------------------------------
+# -- vcam/frames/mjpg.py: decode_i420 ------------------------------------------------------------------------
 
 def require_turbojpeg() -> None:
     """libturbojpeg, or skip; under CI=true (which installs libturbojpeg0) its absence is a failure, or the
@@ -263,7 +263,7 @@ def test_odd_and_damaged_mjpg(desk_frames, monkeypatch, library):
     assert again is not None and psnr(again, full_range_reference(good)) > MIN_PSNR
 
 
-# -- vcam/reduce.py in planar mode -------------------------------------------------------------------------
+# -- vcam/frames/reduce.py in planar mode --------------------------------------------------------------------
 
 def test_planar_reducer_matches_the_bgr_one(desk_video):
     """From a full-range I420 frame: the grey copy is the BGR frame's grey, by(f) its BGR reduction, and
@@ -289,7 +289,7 @@ def test_planar_reducer_matches_the_bgr_one(desk_video):
         assert mean_diff(ycc[..., k], expected[..., k]) < 1.5, f"YCrCb channel {k}"
 
 
-# -- vcam/effects_i420.py against vcam/effects.py ----------------------------------------------------------
+# -- vcam/compositing/compositor_i420.py against compositor_bgr.py -------------------------------------------
 
 @pytest.fixture(scope="module")
 def engine():
@@ -398,7 +398,7 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
             assert mean_diff(shown[background_px], expected) < 2.5, "the background is replaced"
 
 
-# -- vcam/capture.py: CameraSource(as_i420=True) -----------------------------------------------------------
+# -- vcam/live/capture.py: CameraSource(as_i420=True) --------------------------------------------------------
 
 def i420_source(path: Path) -> CameraSource:
     settings = load_settings(None, use_user_config=False).replace("camera", source=str(path))

@@ -1,4 +1,5 @@
-"""The Pipeline API the control paths build on, in-process: pause, mirror, reconfigure, the file sink.
+"""live/pipeline.py's Pipeline, the API the control paths build on, in-process: pause, mirror, reconfigure,
+the file sink.
 
 Real parts throughout: a real portrait (a still image is a looped camera source, so frames are
 deterministic), the real model, the real mp4 writer and decoder.
@@ -321,7 +322,7 @@ def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, d
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
     """The last guard behind the loops' own error handling: a stage thread that ended is in status(), and
-    the daemon then stops its watchdog pings (daemon.py). Here the compositor's hand-over breaks."""
+    the daemon then stops its watchdog pings (commands/run.py). Here the compositor's hand-over breaks."""
     s = make_settings(tmp_path, desk_video, width=320, height=180)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:

@@ -1,5 +1,6 @@
-"""The control socket on a running pipeline: every action, what the next frames show, concurrent and
-hostile clients, the socket's permissions, and `vcam ctl`'s output and exit status."""
+"""The control socket (control/server.py) on a running pipeline: every action (control/actions.py), what
+the next frames show, concurrent and hostile clients, the socket's permissions, and `vcam ctl`'s output
+and exit status."""
 from __future__ import annotations
 
 import json

@@ -1,11 +1,11 @@
 """Live frames as I420: BT.601 YUV 4:2:0, the format the virtual camera is fed.
 
 Why: a webcam's MJPG frames are YUV 4:2:0 inside, and v4l2loopback's readers get I420. Decoding straight
-to planes (vcam/mjpg.py) and keeping the frame in I420 through the pipeline skips two full-frame colour
-conversions (JPEG's YUV -> BGR in the decoder, BGR -> I420 at the output) and halves the bytes every
-later stage reads and writes (1.5 instead of 3 per pixel): about 2 ms less CPU a 720p frame (README,
+to planes (vcam/frames/mjpg.py) and keeping the frame in I420 through the pipeline skips two full-frame
+colour conversions (JPEG's YUV -> BGR in the decoder, BGR -> I420 at the output) and halves the bytes
+every later stage reads and writes (1.5 instead of 3 per pixel): about 2 ms less CPU a 720p frame (README,
 Performance). The model and the matte's guide work on small colour and grey copies made from the planes
-(vcam/reduce.py); `vcam apply` and `vcam eval` stay in BGR.
+(vcam/frames/reduce.py); `vcam apply` and `vcam eval` stay in BGR.
 
 A frame is one C-contiguous uint8 array of shape (height * 3 // 2, width): the Y plane's rows, then
 U's and V's (each width/2 x height/2), packed as pyvirtualcam and V4L2 expect. Width and height are

@@ -46,7 +46,7 @@ def parse_device(source: str) -> str | int:
 class CameraSource:
     """One camera or file; open()/read()/close(). Files loop and are paced at their native fps.
 
-    `as_i420`: read() gives full-range I420 frames (vcam/i420.py: what the live pipeline works in; odd
+    `as_i420`: read() gives full-range I420 frames (vcam/frames/i420.py: what the live pipeline works in; odd
     sides cut by a pixel) instead of BGR; MJPG is then decoded straight to planes when libturbojpeg is
     there.
     """
