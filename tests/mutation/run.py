@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mutants import MUTANTS  # noqa: E402
+from mutants import MUTANTS  # noqa: E402 - importable only after the sys.path entry above
 
 
 def main() -> int:
