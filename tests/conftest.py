@@ -1,7 +1,19 @@
 """Shared fixtures: the real test data (through vcam.testdata) and helpers to need it.
 
-Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty value),
-where missing data is a failure: CI must never go green by skipping the real-data tests.
+Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty
+value), where missing data is a failure: CI must never go green by skipping the real-data tests.
+
+tests/control_rig.py is loaded as a plugin (pytest_plugins below), so its `rig` fixture (a running pipeline
+with its control socket) is there for every test file without importing it; test files import only its
+helpers (Rig, RecordingSink, the regions and picture checks).
+
+Tests that start processes (`vcam` itself, Xvfb and xdotool, dbus-daemon and the fake portal, setpriv as
+another uid, gcc for the fake v4l2 devices, mount as root) are marked `system` (pyproject.toml), per test
+or with a module's pytestmark; the others run in this process:
+
+    python -m pytest -m "not system"   # in-process tests only: quick, nothing started
+    python -m pytest -m system         # the tests that start processes
+    python -m pytest                   # all of them (make test, CI)
 """
 from __future__ import annotations
 
@@ -12,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from vcam.testdata import testdata_path
+
+pytest_plugins = ["control_rig"]
 
 
 def require_path(*parts: str) -> Path:

@@ -48,6 +48,7 @@ def test_help_lists_every_command_in_order(capsys):
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.system
 def test_vcam_ctl_imports_neither_opencv_nor_numpy(tmp_path):
     """`vcam ctl` runs on a key press: its whole path (parser, help, config, socket) must stay light (nor does
     it need the hotkey backends or their D-Bus library)."""

@@ -166,6 +166,7 @@ def test_every_default_of_the_real_config_converts():
 
 
 # -- registration --------------------------------------------------------------------------------------------
+@pytest.mark.system
 def test_registers_the_app_then_binds_every_action_and_keeps_the_users_choice(fake, backend):
     portal = fake("--user-trigger", "toggle-pause=LOGO+p")
     hk = backend()
@@ -186,6 +187,7 @@ def test_registers_the_app_then_binds_every_action_and_keeps_the_users_choice(fa
     assert len(portal.state()["bind"]) == 1  # never re-bound to force our keys
 
 
+@pytest.mark.system
 def test_a_combination_without_a_trigger_goes_without_one_and_is_said_once(fake, backend, caplog):
     portal = fake()
     portal.call("RefuseNextBind", "u", (2,))
@@ -200,6 +202,7 @@ def test_a_combination_without_a_trigger_goes_without_one_and_is_said_once(fake,
     assert len(said) == 1 and "pick one in the desktop's dialog" in said[0]  # once, not at every retry
 
 
+@pytest.mark.system
 def test_without_the_registry_it_still_binds(fake, backend):
     portal = fake("--no-registry", "--allow-no-app-id")  # an older portal, KDE-like: no app id needed
     hk = backend()
@@ -207,6 +210,7 @@ def test_without_the_registry_it_still_binds(fake, backend):
     assert portal.state()["registered"] == [] and len(portal.state()["bind"]) == 1
 
 
+@pytest.mark.system
 def test_a_bind_response_without_the_list_is_completed_by_list_shortcuts(fake, backend):
     portal = fake("--bind-without-list", "--user-trigger", "toggle-pause=LOGO+p")
     hk = backend()
@@ -217,6 +221,7 @@ def test_a_bind_response_without_the_list_is_completed_by_list_shortcuts(fake, b
 
 
 # -- activation ----------------------------------------------------------------------------------------------
+@pytest.mark.system
 def test_activated_runs_the_action_off_the_bus_thread_and_deactivated_does_nothing(fake, backend, bus,
                                                                                     caplog):
     portal = fake()
@@ -265,6 +270,7 @@ def test_activated_runs_the_action_off_the_bus_thread_and_deactivated_does_nothi
     assert [a for a, _ in calls][4:] == ["edge-harder"]
 
 
+@pytest.mark.system
 def test_shortcuts_changed_in_the_desktop_show_in_status_without_rebinding(fake, backend):
     portal = fake()
     hk = backend()
@@ -275,6 +281,7 @@ def test_shortcuts_changed_in_the_desktop_show_in_status_without_rebinding(fake,
 
 
 # -- refusals and a portal that goes away --------------------------------------------------------------------
+@pytest.mark.system
 def test_a_refused_bind_is_retried_until_it_succeeds(fake, backend, caplog):
     portal = fake()
     portal.call("RefuseNextBind", "u", (2,))
@@ -286,6 +293,7 @@ def test_a_refused_bind_is_retried_until_it_succeeds(fake, backend, caplog):
     assert warnings(caplog) == ["portal hotkeys retrying: the desktop refused the shortcuts (response 2)"]
 
 
+@pytest.mark.system
 def test_gnome_without_an_app_id_refuses_and_that_is_retried_not_raised(fake, backend):
     portal = fake("--no-registry")
     hk = backend()
@@ -293,6 +301,7 @@ def test_gnome_without_an_app_id_refuses_and_that_is_retried_not_raised(fake, ba
     assert hk.state in ("retrying", "registering", "waiting") and hk._thread.is_alive()
 
 
+@pytest.mark.system
 def test_a_refused_app_id_is_named_in_the_refusal_it_causes(fake, backend, caplog):
     portal = fake("--refuse-register")  # GNOME without io.github.vcam.Vcam.desktop installed
     with caplog.at_level(logging.INFO, logger=LOGGER):
@@ -303,6 +312,7 @@ def test_a_refused_app_id_is_named_in_the_refusal_it_causes(fake, backend, caplo
     assert "response 2" in line and "io.github.vcam.Vcam.desktop installed?" in line
 
 
+@pytest.mark.system
 def test_a_cancelled_dialog_is_not_asked_again_until_the_actions_change(fake, backend):
     portal = fake()
     portal.call("RefuseNextBind", "u", (1,))
@@ -318,6 +328,7 @@ def test_a_cancelled_dialog_is_not_asked_again_until_the_actions_change(fake, ba
     assert len(portal.state()["bind"]) == 2
 
 
+@pytest.mark.system
 def test_the_portal_dies_and_comes_back(fake, backend, caplog):
     portal = fake("--user-trigger", "toggle-pause=LOGO+p")
     calls: list[str] = []
@@ -341,6 +352,7 @@ def test_the_portal_dies_and_comes_back(fake, backend, caplog):
         json.dumps({"handle_token": "vcam_create", "session_handle_token": "vcam"}, sort_keys=True)}
 
 
+@pytest.mark.system
 def test_the_desktop_closing_the_session_gets_a_new_one(fake, backend):
     portal = fake()
     hk = backend()
@@ -350,6 +362,7 @@ def test_the_desktop_closing_the_session_gets_a_new_one(fake, backend):
     assert hk.wait_active(5), hk.status()
 
 
+@pytest.mark.system
 def test_the_same_tokens_on_every_start(fake, backend):
     portal = fake()
     first = backend()
@@ -364,6 +377,7 @@ def test_the_same_tokens_on_every_start(fake, backend):
 
 
 # -- no portal -----------------------------------------------------------------------------------------------
+@pytest.mark.system
 def test_no_portal_at_all(bus, backend, caplog):
     ok, reason = portal_status(bus)
     assert not ok and "no desktop portal" in reason
@@ -375,6 +389,7 @@ def test_no_portal_at_all(bus, backend, caplog):
     assert len(warnings(caplog)) == 1 and "no desktop portal" in warnings(caplog)[0]
 
 
+@pytest.mark.system
 def test_no_session_bus(backend, tmp_path):
     address = f"unix:path={tmp_path}/nothing"
     ok, reason = portal_status(address)
@@ -384,6 +399,7 @@ def test_no_session_bus(backend, tmp_path):
     assert hk._thread.is_alive()
 
 
+@pytest.mark.system
 def test_a_portal_without_global_shortcuts(fake, bus, backend):
     fake("--no-global-shortcuts")  # Sway/wlroots: a portal, but no GlobalShortcuts
     ok, reason = portal_status(bus)
@@ -393,12 +409,14 @@ def test_a_portal_without_global_shortcuts(fake, bus, backend):
     assert "no GlobalShortcuts" in hk.status()["hotkeys"]
 
 
+@pytest.mark.system
 def test_portal_status_with_a_portal(fake, bus):
     fake()
     assert portal_status(bus) == (True, "GlobalShortcuts version 2")
 
 
 # -- config updates and stop ---------------------------------------------------------------------------------
+@pytest.mark.system
 def test_updates_rebind_only_when_the_actions_change(fake, backend):
     portal = fake()
     hk = backend()
@@ -417,6 +435,7 @@ def test_updates_rebind_only_when_the_actions_change(fake, backend):
     assert wait_for(lambda: hk.state == "off")
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("situation", ["active", "dialog open", "no portal", "starting"])
 def test_stop_is_prompt(fake, backend, situation):
     if situation == "active":
@@ -492,6 +511,7 @@ def session(bus, monkeypatch, tmp_path):
     return bus
 
 
+@pytest.mark.system
 def test_auto_takes_the_portal_in_a_wayland_session_and_reloads_switch_backends(fake, session):
     from vcam.control.hotkey_backends import Hotkeys
     portal = fake()
@@ -535,6 +555,7 @@ def test_auto_takes_the_portal_in_a_wayland_session_and_reloads_switch_backends(
     assert wait_for(lambda: portal.state()["sessions"] == {})
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("portal_args", [None, ("--no-global-shortcuts",)], ids=["no portal", "sway-like"])
 def test_auto_in_a_wayland_session_without_global_shortcuts_says_how_to_bind_vcam_ctl(
         fake, session, caplog, portal_args):
@@ -566,6 +587,7 @@ def doctor_lines(monkeypatch, **changes) -> list[str]:
     return [c.line() for c in check_hotkeys(settings)]
 
 
+@pytest.mark.system
 def test_doctor_says_which_hotkey_backend_works(fake, session, monkeypatch, tmp_path):
     from vcam.commands.setup import desktop_file_target
     monkeypatch.setenv("XDG_DATA_DIRS", str(tmp_path / "system"))
@@ -587,6 +609,7 @@ def test_doctor_says_which_hotkey_backend_works(fake, session, monkeypatch, tmp_
     assert line.startswith("ok   global hotkeys through the desktop portal"), line
 
 
+@pytest.mark.system
 def test_doctor_says_why_no_hotkey_backend_works(fake, session, monkeypatch):
     fake("--no-global-shortcuts")
     (line,) = doctor_lines(monkeypatch)
@@ -601,6 +624,7 @@ def test_doctor_says_why_no_hotkey_backend_works(fake, session, monkeypatch):
     assert "no alternative here (the desktop portal has no GlobalShortcuts" in line
 
 
+@pytest.mark.system
 def test_vcam_doctor_in_a_sway_like_session(fake, session, tmp_path):
     """The real `vcam doctor`: a Wayland session whose portal has no GlobalShortcuts gets the one FIX line
     on binding `vcam ctl`, and no X display line (X11 is not what auto would use there)."""
@@ -649,18 +673,19 @@ def stop_vcam(proc: subprocess.Popen, log: Path) -> str:
 def grey(frame, tol: float = 10.0) -> bool:
     """Both top corners (background in the desk video) without colour: what `desaturate` does there."""
     import numpy as np
-    from test_daemon import W
+    from test_run import W
     patches = [frame[4:40, 4:60], frame[4:40, W - 200:W - 150]]
     return all(float(np.ptp(p.reshape(-1, 3).mean(0))) <= tol for p in patches)
 
 
+@pytest.mark.system
 def test_vcam_run_takes_the_desktops_shortcuts_end_to_end(shim, desk_video, fake, bus, tmp_path,
                                                            daemon_guard):
     """`vcam run` in a Wayland session: registers through the portal with the configured keys as preferred
     triggers, an Activated from the desktop changes the effect in the frames sent to the virtual camera,
     and a refusal, the portal dying and coming back cost one log line each and never the daemon."""
     import numpy as np
-    from test_daemon import MAGENTA_BGR, FakeCam, H, W, corners_are
+    from test_run import MAGENTA_BGR, FakeCam, H, W, corners_are
 
     from vcam.control.portal_bus import APP_ID as app_id
     assert app_id == APP_ID
@@ -739,6 +764,7 @@ watch_config = false
     assert text.count("went away") == 1 and text.count("WARNING") == 2, text  # refused, went away
 
 
+@pytest.mark.system
 def test_vcam_run_without_portal_shortcuts_says_how_to_bind_vcam_ctl_then_a_reload_takes_the_portal(
         desk_video, fake, bus, tmp_path, daemon_guard):
     """auto in a Wayland session whose portal has no GlobalShortcuts: one line on binding `vcam ctl`; the

@@ -9,8 +9,8 @@ import dataclasses
 import os
 import stat
 import sys
-from importlib import resources
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -165,7 +165,7 @@ class Settings:
     control: ControlSettings
     source_files: tuple = ()
 
-    def replace(self, section: str, **changes: Any) -> "Settings":
+    def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like a file would be)."""
         current = dataclasses.asdict(getattr(self, section))
         current.update(changes)
@@ -235,7 +235,8 @@ def _check_value(key: str, value: Any, typ: type, meta: dict, origin: str) -> An
         raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if typ is list and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings")
-    if "check" in meta:  # a syntax check of the value's own (e.g. a hotkey): raises ValueError with the reason
+    # a syntax check of the value's own (e.g. a hotkey): raises ValueError with the reason
+    if "check" in meta:
         try:
             meta["check"](value)
         except ValueError as e:
@@ -249,14 +250,15 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
     for f in fields(cls):
         if f.name not in values:
             raise ConfigError(f"{origin}: [{name}] {f.name} is missing")
-        kwargs[f.name] = _check_value(f"{name}.{f.name}", values[f.name], hints[f.name], dict(f.metadata), origin)
+        kwargs[f.name] = _check_value(f"{name}.{f.name}", values[f.name], hints[f.name], dict(f.metadata),
+                                      origin)
     section = cls(**kwargs)
     if cls is HotkeySettings:
         _check_hotkeys_distinct(section, origin)
     return section
 
 
-def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
+def _check_hotkeys_distinct(hotkeys: HotkeySettings, origin: str) -> None:
     """Two actions on one combination: only one of them would ever fire, so refuse it."""
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
@@ -313,7 +315,8 @@ def load_settings(path: Path | str | None = None, *, use_user_config: bool = Tru
     for name in ("camera", "output"):
         w, h = sections[name].width, sections[name].height
         if name == "output" and 0 in (w, h):  # 0: the camera's (the whole size is checked by output_size())
-            problem = f"{w}x{h}: a side that is set must be at least {MIN_SIDE}" if 0 < max(w, h) < MIN_SIDE else None
+            problem = (f"{w}x{h}: a side that is set must be at least {MIN_SIDE}"
+                       if 0 < max(w, h) < MIN_SIDE else None)
         else:
             problem = picture_size_problem(w, h)
         if problem:

@@ -82,6 +82,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.system
 def test_without_a_runtime_dir_the_socket_is_in_a_private_folder_and_a_squatted_one_is_refused(
         shared_tmp, daemon, monkeypatch, capsys):
     monkeypatch.delenv("XDG_RUNTIME_DIR")
@@ -143,6 +144,7 @@ while True:
 """
 
 
+@pytest.mark.system
 def test_a_socket_bound_by_another_user_gets_no_request_and_its_answer_is_not_believed(shared_tmp):
     path = shared_tmp / "vcam.sock"
     squatter = subprocess.Popen(as_nobody(sys.executable, "-c", SQUATTER, str(path)), stdout=subprocess.PIPE,
@@ -158,6 +160,7 @@ def test_a_socket_bound_by_another_user_gets_no_request_and_its_answer_is_not_be
     assert "pause" not in out  # nothing was sent to it
 
 
+@pytest.mark.system
 def test_another_user_connecting_is_refused_and_nothing_is_applied(shared_tmp, daemon):
     """The server's SO_PEERCRED check on its own: the socket is opened to everyone for this test."""
     controller, holder, serve = daemon
@@ -268,6 +271,7 @@ def test_connections_are_capped_and_extra_ones_get_a_busy_line(tmp_path, daemon)
             s.close()
 
 
+@pytest.mark.system
 def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, daemon):
     """Under a strict UTF-8 locale, `vcam ctl` printed a traceback for such a name and every later status."""
     controller, holder, serve = daemon
@@ -293,6 +297,7 @@ def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, daemon):
     json.loads(ctl("status", "--json").stdout)  # valid JSON
 
 
+@pytest.mark.system
 def test_a_relative_background_path_is_the_callers(tmp_path, daemon):
     """`vcam ctl background beach.jpg` names a file in the caller's folder, not the daemon's."""
     controller, holder, serve = daemon

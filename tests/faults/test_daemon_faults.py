@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import cv2
+import pytest
 from conftest import require_path
-from test_daemon import FakeCam, write_config
+from test_run import FakeCam, write_config
 
 from vcam.control.client import request
 from vcam.errors import VcamError
+
+pytestmark = pytest.mark.system  # every test here starts the `vcam run` daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 VCAM = [sys.executable, "-m", "vcam"]

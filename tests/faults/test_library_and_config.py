@@ -66,6 +66,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.system
 def test_an_unreadable_library_folder_is_skipped_at_start_and_on_reload(caplog):
     if os.geteuid() != 0:
         pytest.skip("needs root to run a process as another user (CI runs as root)")

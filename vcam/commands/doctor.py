@@ -23,8 +23,8 @@ from vcam.matting.runtimes import open_segmenter
 
 def register(subparsers) -> None:
     d = subparsers.add_parser("doctor", help="check camera, virtual camera, permissions, model and hotkeys",
-                              description="Check the whole chain and print what to fix, one line per problem. "
-                                          "Exit status 0 when everything is fine, 1 otherwise.")
+                              description="Check the whole chain and print what to fix, one line per "
+                                          "problem. Exit status 0 when everything is fine, 1 otherwise.")
     d.set_defaults(func=run_doctor)
 
 
@@ -50,7 +50,8 @@ def check_module() -> list[Check]:
     if caps.exists():
         values = caps.read_text().strip()
         if not any(v in ("Y", "1") for v in values.split(",")):
-            checks.append(Check(False, "v4l2loopback loaded without exclusive_caps=1 (Chrome/Meet won't list it)",
+            checks.append(Check(False,
+                                "v4l2loopback loaded without exclusive_caps=1 (Chrome/Meet won't list it)",
                                 "run `sudo modprobe -r v4l2loopback` then "
                                 f"`{MODPROBE_LINE}`, or `vcam setup`"))
         else:
@@ -64,8 +65,8 @@ def check_device(settings: Settings) -> list[Check]:
         return [Check(True, f"[output] sink = {settings.output.sink} (no virtual camera needed)")]
     if not os.path.exists(device):
         return [Check(False, f"virtual camera {device} does not exist",
-                      f"load the module with `{MODPROBE_LINE}`, or set [output] device to the loopback device "
-                      f"(`v4l2-ctl --list-devices` shows it)")]
+                      f"load the module with `{MODPROBE_LINE}`, or set [output] device to the loopback "
+                      f"device (`v4l2-ctl --list-devices` shows it)")]
     checks = []
     mode = os.stat(device).st_mode
     if not stat.S_ISCHR(mode):
@@ -116,7 +117,8 @@ def check_model(settings: Settings) -> Check:
 
 
 def check_jpeg() -> Check:
-    """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends (vcam/frames/turbojpeg.py)."""
+    """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends
+    (vcam/frames/turbojpeg.py)."""
     if turbojpeg.library() is not None:
         return Check(True, "libturbojpeg found (webcam MJPG decoded straight to YUV)")
     return Check(False, "libturbojpeg not found: decoding webcam MJPG costs more CPU",

@@ -28,7 +28,8 @@ SERVICE_FILE = DATA / "vcam.service"
 DESKTOP_FILE = DATA / f"{APP_ID}.desktop"  # the app id the desktop portal knows vcam by (global shortcuts)
 SYS_MODULE = Path("/sys/module/v4l2loopback")
 INSTALL_HINT = ("install the module: Debian/Ubuntu `sudo apt install v4l2loopback-dkms`, "
-                "Fedora `sudo dnf install v4l2loopback` (RPM Fusion), Arch `sudo pacman -S v4l2loopback-dkms`")
+                "Fedora `sudo dnf install v4l2loopback` (RPM Fusion), "
+                "Arch `sudo pacman -S v4l2loopback-dkms`")
 
 
 class SetupError(VcamError):
@@ -37,13 +38,15 @@ class SetupError(VcamError):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("setup", help="install the v4l2loopback configuration (asks for root)",
-                              description="Install /etc/modprobe.d/vcam.conf and /etc/modules-load.d/vcam.conf "
-                                          "(the virtual camera /dev/video10 named \"Virtual Camera\"), load the "
-                                          "module and add you to the video group. Root is needed for these "
-                                          "steps only; they run through sudo when you are not root.")
+                              description="Install /etc/modprobe.d/vcam.conf and "
+                                          "/etc/modules-load.d/vcam.conf (the virtual camera /dev/video10 "
+                                          "named \"Virtual Camera\"), load the module and add you to the "
+                                          "video group. Root is needed for these steps only; they run "
+                                          "through sudo when you are not root.")
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     p.add_argument("--service", action="store_true",
-                   help="also install the systemd user service (run without sudo) instead of the module steps")
+                   help="also install the systemd user service (run without sudo) instead of the module "
+                        "steps")
     p.add_argument("--models", action="store_true",
                    help="download the selfie-segmentation models into vcam's cache (~/.cache/vcam/models), "
                         "where no installed mediapipe ships them (Python 3.13+, aarch64); run without sudo")
@@ -116,8 +119,10 @@ def run_setup(args: argparse.Namespace) -> int:
         return _setup_models(args.models_from, args.dry_run)
     if args.service:
         return _setup_service(args.dry_run)
-    if shutil.which("modinfo") and subprocess.run(["modinfo", "v4l2loopback"], capture_output=True).returncode:
-        print(f"vcam setup: the v4l2loopback module is not installed; {INSTALL_HINT}, then run vcam setup again")
+    if shutil.which("modinfo") and subprocess.run(["modinfo", "v4l2loopback"],
+                                                  capture_output=True).returncode:
+        print(f"vcam setup: the v4l2loopback module is not installed; {INSTALL_HINT}, "
+              "then run vcam setup again")
         if not args.dry_run:
             return 1
     sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -128,7 +133,8 @@ def run_setup(args: argparse.Namespace) -> int:
             continue
         r = subprocess.run(full)
         if r.returncode:
-            raise SetupError(f"`{shlex.join(full)}` failed (exit {r.returncode}); see docs/troubleshooting.md")
+            raise SetupError(f"`{shlex.join(full)}` failed (exit {r.returncode}); "
+                             "see docs/troubleshooting.md")
     if args.dry_run:
         print("dry run: nothing was changed. Without --dry-run, these commands would configure /dev/video10 "
               "\"Virtual Camera\" and load it at every boot.")
@@ -146,7 +152,8 @@ def _setup_models(source: str | None, dry_run: bool) -> int:
             print(f"model {name}: {path} ({origin}, checksum verified)")
         return 0
     where = source or model_cache.WHEEL_URL
-    print(f"+ download {where}, verify its sha256 and extract the selfie models into {model_cache.cache_dir()}")
+    print(f"+ download {where}, verify its sha256 and extract the selfie models into "
+          f"{model_cache.cache_dir()}")
     if dry_run:
         print("dry run: nothing was downloaded")
         return 0

@@ -21,10 +21,10 @@ from vcam.compositing.backgrounds import Background, ColorBackground, parse_colo
 from vcam.compositing.effects import LIVE_EFFECTS, takes_background
 from vcam.config import Settings, load_settings
 from vcam.control.catalog import (
-    IMMEDIATE_ACTIONS,
     BLUR_STEP,
     EDGE_STEP,
     EFFECT_CYCLE,
+    IMMEDIATE_ACTIONS,
     ActionError,
     find_action,
 )
@@ -359,7 +359,7 @@ def status(controller: Controller) -> dict:
     return result
 
 
-# What each action of the catalog runs (tests/test_control.py checks the two name the same actions).
+# What each action of the catalog runs (tests/test_server.py checks the two name the same actions).
 HANDLERS: dict[str, Callable[..., dict | Pending]] = {
     "next-effect": next_effect,
     "previous-effect": previous_effect,

@@ -60,8 +60,8 @@ ACTIONS: dict[str, ActionSpec] = {a.name: a for a in [
     ActionSpec("status", "", "effect, background, fps, latency, camera and on-demand state"),
 ]}
 
-ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background", "previous-bg": "previous-background",
-           "prev-effect": "previous-effect", "bg": "background"}
+ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background",
+           "previous-bg": "previous-background", "prev-effect": "previous-effect", "bg": "background"}
 
 
 def find_action(name: str) -> ActionSpec:

@@ -1,4 +1,4 @@
-"""Global hotkeys (pynput, X11) that run the named actions, and outlive a display that is missing or goes away.
+"""Global hotkeys (pynput, X11) that run the named actions and outlive a display that is missing or goes away.
 
 pynput connects to X when `pynput.keyboard` is imported, so without a display hotkeys are off with one
 log line while a supervisor thread retries. Actions run on their own thread, so a slow switch never holds
@@ -15,11 +15,10 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.config import HOTKEY_OPTIONS, HotkeySettings
 from vcam.control.key_actions import KeyActions
-from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,8 @@ class HotkeyService:
         self.state = "starting"
         self.fired = 0
 
-    # -- public -----------------------------------------------------------------------------------------------
-    def start(self) -> "HotkeyService":
+    # -- public ----------------------------------------------------------------------------------------------
+    def start(self) -> HotkeyService:
         self._thread = threading.Thread(target=self._supervise, name="vcam-hotkeys", daemon=True)
         self._thread.start()
         return self
@@ -111,7 +110,7 @@ class HotkeyService:
             self._stop.wait(0.05)
         return False
 
-    # -- supervisor thread --------------------------------------------------------------------------------------
+    # -- supervisor thread -----------------------------------------------------------------------------------
     def _set_state(self, state: str, level: int = logging.INFO) -> None:
         if state != self.state:  # one line per change, not one per retry
             self.state = state

@@ -35,4 +35,5 @@ class KeyActions:
         try:
             self._dispatch(action)
         except Exception as e:  # a failing action is logged; the keys keep working
-            self._log.warning("%s %s failed: %s", self._what, action, e, exc_info=not isinstance(e, VcamError))
+            self._log.warning("%s %s failed: %s", self._what, action, e,
+                              exc_info=not isinstance(e, VcamError))

@@ -19,6 +19,7 @@ from typing import Any
 from jeepney import HeaderFields, Message
 from jeepney.wrappers import DBusErrorResponse
 
+from vcam.control.key_actions import KeyActions
 from vcam.control.portal_bus import (
     APP_ID,
     SESSION,
@@ -30,9 +31,7 @@ from vcam.control.portal_bus import (
     Unavailable,
     portal_status,
 )
-from vcam.control.key_actions import KeyActions
 from vcam.control.portal_triggers import portal_shortcuts, to_portal_trigger
-from vcam.errors import VcamError
 
 __all__ = ["PortalHotkeys", "portal_status", "to_portal_trigger", "APP_ID"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.compositing.effects import takes_background
 from vcam.config import Settings
