@@ -115,6 +115,16 @@ def portraits() -> list[tuple[Path, Path]]:
 
 
 @pytest.fixture(scope="session")
+def people_varied() -> list[tuple[Path, Path]]:
+    """(image, remove.bg mask) pairs of the varied people set: groups, full bodies, distant people."""
+    images = require_path("people_varied", "images")
+    masks = require_path("people_varied", "masks")
+    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))]
+    assert pairs, f"no pictures in {images}"
+    return pairs
+
+
+@pytest.fixture(scope="session")
 def desk_video() -> Path:
     return require_path("videos", "desk_typing_960x540.mp4")
 

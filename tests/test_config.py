@@ -121,7 +121,7 @@ BOUNDS = {
     "segmentation.interval": (1, 4),
     "matte.threshold": (0.0, 1.0), "matte.edge_width": (0.0, 1.0), "matte.feather": (0, 64),
     "matte.temporal": (0.0, 0.95), "matte.motion": (0, 255), "matte.refine_size": (64, 1080),
-    "matte.refine_radius": (1, 32), "matte.refine_eps": (0.0, 1.0),
+    "matte.refine_radius": (1, 32), "matte.refine_eps": (0.0, 1.0), "matte.confident": (0.5, 1.0),
     "effect.blur": (1, 200), "daemon.idle_fps": (1, 30),
     "control.max_request_bytes": (64, 1048576), "control.client_timeout": (0.1, 60.0),
 }

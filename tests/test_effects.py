@@ -27,7 +27,9 @@ def share_close(actual: np.ndarray, expected, tol: int = 3) -> float:
 
 @pytest.fixture(scope="module")
 def engine():
-    with Engine(load_settings(use_user_config=False), video=False) as e:
+    # the live path's matte (one model pass): [matte] quality = "best" is for stills in file mode
+    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
+    with Engine(settings, video=False) as e:
         yield e
 
 

@@ -293,7 +293,9 @@ def test_planar_reducer_matches_the_bgr_one(desk_video):
 
 @pytest.fixture(scope="module")
 def engine():
-    with Engine(load_settings(None, use_user_config=False), video=False) as e:
+    # the live path's matte (one model pass): [matte] quality = "best" is for stills in file mode
+    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
+    with Engine(settings, video=False) as e:
         yield e
 
 

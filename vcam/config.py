@@ -31,6 +31,7 @@ SINKS = SINK_NAMES  # vcam/live/sink_names.py: one list for the config and the s
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")
 REFINES = ("guided", "none")
+QUALITIES = ("fast", "best")
 # auto: the desktop portal in a Wayland session whose portal has GlobalShortcuts, else pynput (X11)
 HOTKEY_BACKENDS = ("auto", "portal", "x11", "off")
 HOTKEY_OPTIONS = ("enabled", "backend")  # the [hotkeys] keys that are not a combination
@@ -103,6 +104,8 @@ class MatteSettings:
     refine_size: int = field(metadata=_range(64, 1080))
     refine_radius: int = field(metadata=_range(1, 32))
     refine_eps: float = field(metadata=_range(0.0, 1.0))
+    confident: float = field(metadata=_range(0.5, 1.0))
+    quality: str = field(metadata=_choice(*QUALITIES))
 
 
 @dataclass(frozen=True)
