@@ -11,7 +11,7 @@ same effects plane by plane.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -42,7 +42,7 @@ class Engine:
     def close(self) -> None:
         self.matting.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -73,4 +73,5 @@ class Engine:
             self.matting.times = StageTimes()
             return self.compositor.composite(frame, None, look)
         m = self.matte(frame, timestamp_ms, look.matte, blur=look.blur if effect.needs_small else None)
-        return self.compositor.composite(frame, m, look, t=None if timestamp_ms is None else timestamp_ms / 1000.0)
+        t = None if timestamp_ms is None else timestamp_ms / 1000.0
+        return self.compositor.composite(frame, m, look, t=t)
