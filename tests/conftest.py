@@ -1,7 +1,19 @@
 """Shared fixtures: the real test data (through vcam.testdata) and helpers to need it.
 
-Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty value),
-where missing data is a failure: CI must never go green by skipping the real-data tests.
+Tests that need ../shared/testdata skip with a reason when it is absent, except under CI (any non-empty
+value), where missing data is a failure: CI must never go green by skipping the real-data tests.
+
+tests/control_rig.py is loaded as a plugin (pytest_plugins below), so its `rig` fixture (a running pipeline
+with its control socket) is there for every test file without importing it; test files import only its
+helpers (Rig, RecordingSink, the regions and picture checks).
+
+Tests that start processes (`vcam` itself, Xvfb and xdotool, dbus-daemon and the fake portal, setpriv as
+another uid, gcc for the fake v4l2 devices, mount as root) are marked `system` (pyproject.toml), per test
+or with a module's pytestmark; the others run in this process:
+
+    python -m pytest -m "not system"   # in-process tests only: quick, nothing started
+    python -m pytest -m system         # the tests that start processes
+    python -m pytest                   # all of them (make test, CI)
 """
 from __future__ import annotations
 
@@ -12,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from vcam.testdata import testdata_path
+
+pytest_plugins = ["control_rig"]
 
 
 def require_path(*parts: str) -> Path:
@@ -101,6 +115,16 @@ def portraits() -> list[tuple[Path, Path]]:
 
 
 @pytest.fixture(scope="session")
+def people_varied() -> list[tuple[Path, Path]]:
+    """(image, remove.bg mask) pairs of the varied people set: groups, full bodies, distant people."""
+    images = require_path("people_varied", "images")
+    masks = require_path("people_varied", "masks")
+    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))]
+    assert pairs, f"no pictures in {images}"
+    return pairs
+
+
+@pytest.fixture(scope="session")
 def desk_video() -> Path:
     return require_path("videos", "desk_typing_960x540.mp4")
 
@@ -117,9 +141,13 @@ def background_video() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """Keep the user's real ~/.config and runtime dir out of every test."""
+    """Keep the user's real ~/.config, ~/.local/share, runtime dir and desktop session out of every test
+    (a vcam started by a test must not register global shortcuts with the desktop's real portal)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)  # and no $XDG_RUNTIME_DIR/bus either
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
     (home / "run").mkdir(mode=0o700)
 

@@ -16,15 +16,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.frames import i420
-from vcam.live import sinks as output
+from vcam.compositing.look import look_from_settings
 from vcam.config import load_settings
 from vcam.control.actions import Controller
 from vcam.control.client import request
 from vcam.control.server import ControlServer
-from vcam.compositing.look import look_from_settings
-from vcam.live.state import LiveState, LiveStateHolder
+from vcam.frames import i420
+from vcam.live import sinks as output
 from vcam.live.pipeline import Pipeline
+from vcam.live.state import LiveState, LiveStateHolder
 
 SIZE = (640, 360)
 # Regions of the desk frame (640x360) that are background (alpha 0): the white blinds top left, and the
@@ -37,7 +37,7 @@ SHELF = (slice(130, 220), slice(150, 215))  # bottles: texture for the blur stre
 class RecordingSink(output.NullSink):
     """The null sink, keeping the last frames it was sent (I420, kept as BGR pictures) and when."""
 
-    instances: list["RecordingSink"] = []
+    instances: list[RecordingSink] = []
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
@@ -93,7 +93,7 @@ class Rig:
             self.sections.setdefault(section, {}).update(values)
         self.config.write_text(toml(self.sections))
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.pipeline.start()
         self.controller = Controller(self.pipeline, self.holder, self.settings)
         self.server = ControlServer(self.controller, self.settings.control).start()
@@ -189,7 +189,8 @@ def as_sent(bgr: np.ndarray) -> np.ndarray:
 
 
 def sent_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
-    """A solid colour as it arrives after the trip to the virtual camera (green (0, 255, 0) -> (1, 255, 0))."""
+    """A solid colour as it arrives after the trip to the virtual camera (green (0, 255, 0) ->
+    (1, 255, 0))."""
     return tuple(int(c) for c in as_sent(np.full((2, 2, 3), bgr, np.uint8))[0, 0])
 
 
@@ -234,7 +235,9 @@ def library_files(testdata_images: Path, testdata_videos: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory, desk_video):
+    """A started Rig on the real background library, shared by a test module's tests (and stopped after)."""
     from conftest import require_path
+
     images = require_path("backgrounds", "images")
     videos = require_path("backgrounds", "videos")
     with pytest.MonkeyPatch.context() as mp:

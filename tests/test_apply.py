@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import mp4_with_display_rotation
 
+pytestmark = pytest.mark.system  # every test here starts `vcam apply` (python -m vcam)
+
 
 def vcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -134,9 +136,11 @@ def test_video_background_for_video(tmp_path, desk_video):
     def distance(a, b):
         return np.abs(a[corner].astype(int) - b[corner]).mean()
 
-    assert distance(expected[0], expected[29]) > 2, "the background clip must move for this test to mean anything"
+    assert distance(expected[0], expected[29]) > 2, \
+        "the background clip must move for this test to mean anything"
     assert distance(frames[0], expected[0]) < distance(frames[0], expected[29])
-    assert distance(frames[29], expected[29]) < distance(frames[29], expected[0]), "background advances per frame"
+    assert distance(frames[29], expected[29]) < distance(frames[29], expected[0]), \
+        "background advances per frame"
 
 
 def test_missing_input(tmp_path):
@@ -212,7 +216,8 @@ def test_picture_vcam_cannot_process_is_one_line(tmp_path, w, h, effect, words):
         writer.write(np.full((h, w, 3), 128, np.uint8))
     writer.release()
     if (tmp_path / "odd.mp4").stat().st_size > 0:  # the mp4 writer may refuse a 3x3 video itself
-        assert_clean_error(vcam("apply", tmp_path / "odd.mp4", tmp_path / "o.mp4", "--effect", effect), "odd.mp4")
+        assert_clean_error(vcam("apply", tmp_path / "odd.mp4", tmp_path / "o.mp4", "--effect", effect),
+                           "odd.mp4")
         assert not (tmp_path / "o.mp4").exists()
 
 
@@ -240,7 +245,8 @@ def test_output_same_as_input_is_refused(tmp_path, portrait):
 
 
 def test_unknown_effect(tmp_path, portrait):
-    assert_clean_error(vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "sparkle"), "--effect", "sparkle")
+    assert_clean_error(vcam("apply", portrait[0], tmp_path / "o.jpg", "--effect", "sparkle"),
+                       "--effect", "sparkle")
 
 
 def test_bad_colour(tmp_path, portrait):

@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 import pytest
 from conftest import holds_open
-from test_daemon import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
+from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
+
+pytestmark = pytest.mark.system  # every test here starts a process with the fake webcam LD_PRELOADed
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 12
@@ -43,8 +45,9 @@ def webcam(camera_lib, desk_video, tmp_path):
         reference.append(cv2.imread(str(frames_dir / f"frame{i:03d}.jpg")))
     node = Path("/dev/shm") / f"vcam-test-camera-{uuid.uuid4().hex[:8]}"
     node.touch()
-    env = dict(os.environ, LD_PRELOAD=str(camera_lib), FAKE_CAM_DEVICE=str(node), FAKE_CAM_DIR=str(frames_dir),
-               FAKE_CAM_SIZE=f"{W}x{H}", FAKE_CAM_FPS="30", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, LD_PRELOAD=str(camera_lib), FAKE_CAM_DEVICE=str(node),
+               FAKE_CAM_DIR=str(frames_dir), FAKE_CAM_SIZE=f"{W}x{H}", FAKE_CAM_FPS="30",
+               PYTHONPATH=str(ROOT))
     yield {"node": node, "dir": frames_dir, "env": env, "reference": reference}
     node.unlink(missing_ok=True)
 
@@ -102,7 +105,8 @@ source.close()
     matches = [best_match(f, webcam["reference"]) for f in np.load(out_file)]
     assert all(psnr > 40 for _, psnr in matches), matches
     order = [i for i, _ in matches]
-    assert all((b - a) % FRAMES == 1 for a, b in itertools.pairwise(order)), f"in order, none dropped: {order}"
+    assert all((b - a) % FRAMES == 1 for a, b in itertools.pairwise(order)), \
+        f"in order, none dropped: {order}"
 
 
 def test_webcam_unplugged_busy_and_back(webcam):
@@ -146,6 +150,7 @@ t = time.perf_counter()
 again = frame_after(t)
 seen["again_run"] = again.run if again else None
 seen["state"] = capture.state
+seen["error_after"] = capture.last_error
 capture.stop()
 print(json.dumps(seen))
 """
@@ -154,6 +159,7 @@ print(json.dumps(seen))
     assert "read failed (unplugged?)" in seen["gone_error"] or "no such device" in seen["gone_error"], seen
     assert "busy or not a camera" in seen["busy_error"], seen
     assert seen["again_run"] and seen["again_run"] > seen["first_run"] and seen["state"] == "ok", seen
+    assert seen["error_after"] == "", seen  # status no longer reports the error once frames flow again
     assert "Traceback" not in log
 
 

@@ -1,4 +1,4 @@
-"""Capture stage: MJPG sources are demuxed by OpenCV and decoded by vcam.frames.mjpg (libjpeg-turbo's fast path).
+"""Capture stage: MJPG sources demuxed by OpenCV, decoded by vcam.frames.mjpg (libjpeg-turbo's fast path).
 
 A USB webcam's 720p/1080p arrives as MJPG; an MJPG clip made from the real desk video stands in for it
 (the same container the benchmark uses), read through the real CameraSource.
@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.frames import mjpg
 from vcam.commands.bench import prepare_clip
-from vcam.live.capture import MAX_BAD_FRAMES, CameraError, CameraSource
 from vcam.config import load_settings
+from vcam.frames import mjpg
+from vcam.live.capture import MAX_BAD_FRAMES, CameraError, CameraSource
 
 
 def source_for(path: Path) -> CameraSource:

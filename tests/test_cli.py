@@ -48,8 +48,10 @@ def test_help_lists_every_command_in_order(capsys):
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.system
 def test_vcam_ctl_imports_neither_opencv_nor_numpy(tmp_path):
-    """`vcam ctl` runs on a key press: its whole path (parser, help, config, socket) must stay light."""
+    """`vcam ctl` runs on a key press: its whole path (parser, help, config, socket) must stay light (nor does
+    it need the hotkey backends or their D-Bus library)."""
     code = textwrap.dedent("""
         import json, sys
         from vcam.cli import main
@@ -58,7 +60,9 @@ def test_vcam_ctl_imports_neither_opencv_nor_numpy(tmp_path):
             main(["ctl", "--help"])
         except SystemExit:
             pass
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("cv2", "numpy", "mediapipe", "pynput"))
+        heavy = sorted(m for m in sys.modules
+                       if m.split(".")[0] in ("cv2", "numpy", "mediapipe", "pynput", "jeepney")
+                       or m.startswith(("vcam.control.portal", "vcam.control.hotkey")))
         print(json.dumps({"code": code, "heavy": heavy}))
     """)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
@@ -66,3 +70,29 @@ def test_vcam_ctl_imports_neither_opencv_nor_numpy(tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result == {"code": 2, "heavy": []}, r.stderr  # 2: no daemon (the socket path is the tmp dir)
     assert "vcam is not running" in r.stderr
+
+
+@pytest.mark.system
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, daemon_guard):
+    """`vcam ctl status | head -1`: the reader has left before vcam writes; vcam exits quietly."""
+    import time
+
+    from conftest import require_path
+
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    clip = require_path("videos", "outdoor_sitting_640x360.mp4")
+    daemon = subprocess.Popen([sys.executable, "-m", "vcam", "run", "--source", str(clip), "--sink", "null"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon_guard.append(daemon)
+    ctl = [sys.executable, "-m", "vcam", "ctl", "status"]
+    deadline = time.monotonic() + 30
+    while subprocess.run(ctl, env=env, capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline and daemon.poll() is None, "the daemon did not answer"
+        time.sleep(0.2)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(ctl, env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

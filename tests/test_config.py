@@ -64,6 +64,7 @@ def test_bad_settings_name_the_key_and_the_file(tmp_path, body, words):
         assert word in message
 
 
+@pytest.mark.system
 def test_cli_reports_config_error_in_one_line(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[effect]\nblur = -3\n")
@@ -97,6 +98,7 @@ def test_config_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path)
             load_settings(path)
 
 
+@pytest.mark.system
 def test_cli_reports_a_latin1_config_in_one_line(tmp_path):
     path = tmp_path / "latin1.toml"
     path.write_bytes(b"[effect]\nbackground = 'caf\xe9.jpg'\n")
@@ -119,7 +121,7 @@ BOUNDS = {
     "segmentation.interval": (1, 4),
     "matte.threshold": (0.0, 1.0), "matte.edge_width": (0.0, 1.0), "matte.feather": (0, 64),
     "matte.temporal": (0.0, 0.95), "matte.motion": (0, 255), "matte.refine_size": (64, 1080),
-    "matte.refine_radius": (1, 32), "matte.refine_eps": (0.0, 1.0),
+    "matte.refine_radius": (1, 32), "matte.refine_eps": (0.0, 1.0), "matte.confident": (0.5, 1.0),
     "effect.blur": (1, 200), "daemon.idle_fps": (1, 30),
     "control.max_request_bytes": (64, 1048576), "control.client_timeout": (0.1, 60.0),
 }
@@ -131,7 +133,8 @@ def test_every_bounded_key_is_listed_with_its_bounds():
     for section in dataclasses.fields(settings):
         value = getattr(settings, section.name)
         if dataclasses.is_dataclass(value):
-            bounded |= {f"{section.name}.{f.name}" for f in dataclasses.fields(value) if "range" in f.metadata}
+            bounded |= {f"{section.name}.{f.name}" for f in dataclasses.fields(value)
+                        if "range" in f.metadata}
     assert bounded == set(BOUNDS)
 
 

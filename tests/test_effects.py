@@ -5,11 +5,17 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.compositing.backgrounds import ColorBackground, ImageBackground, VideoBackground, cover_resize, parse_color
-from vcam.config import load_settings
+from vcam.compositing.backgrounds import (
+    ColorBackground,
+    ImageBackground,
+    VideoBackground,
+    cover_resize,
+    parse_color,
+)
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look
 from vcam.compositing.spans import PersonSpans, lut_bounds
+from vcam.config import load_settings
 from vcam.matting.matte import Matte
 
 EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
@@ -27,7 +33,9 @@ def share_close(actual: np.ndarray, expected, tol: int = 3) -> float:
 
 @pytest.fixture(scope="module")
 def engine():
-    with Engine(load_settings(use_user_config=False), video=False) as e:
+    # the live path's matte (one model pass): [matte] quality = "best" is for stills in file mode
+    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
+    with Engine(settings, video=False) as e:
         yield e
 
 
@@ -325,7 +333,8 @@ def test_reducer_halves_to_box_averages_and_shares_them():
     direct = cv2.resize(reduced.by(2), (455, 256), interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(small, direct)  # by the largest whole factor (2), then the rest bilinearly
     gray = reduced.gray((427, 240), np.empty((240, 427), np.uint8))
-    direct = cv2.cvtColor(cv2.resize(reduced.by(2), (427, 240), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2GRAY)
+    resized = cv2.resize(reduced.by(2), (427, 240), interpolation=cv2.INTER_LINEAR)
+    direct = cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)
     assert np.abs(gray.astype(int) - direct).max() <= 1  # grey first, then resized: the same guide
     odd = rng.integers(0, 256, (723, 1283, 3), dtype=np.uint8)
     reduced.set(odd)
@@ -344,7 +353,8 @@ def test_strong_blur_at_1080p_reduces_further_but_looks_the_same(engine, samples
                                           (13, 13)), (1920, 1080), interpolation=cv2.INTER_LINEAR)
     assert np.abs(at_eighth.astype(int) - at_quarter).mean() < 3.0
     everywhere = np.ones(image.shape[:2], bool)
-    eighth, quarter = high_frequency_energy(at_eighth, everywhere), high_frequency_energy(at_quarter, everywhere)
+    eighth = high_frequency_energy(at_eighth, everywhere)
+    quarter = high_frequency_energy(at_quarter, everywhere)
     assert eighth <= 1.1 * quarter, f"no less blurred than at 1/4: {eighth:.3f} vs {quarter:.3f}"
 
 

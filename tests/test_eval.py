@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from vcam.cli import main
+from vcam.commands.eval import _parabolic_argmin, eval_video
+from vcam.commands.eval_stills import boundary_f, iou
 from vcam.config import load_settings
-from vcam.commands.eval import _parabolic_argmin, boundary_f, eval_video, iou
 
 
 def disc(shift=0, size=200, r=60):
@@ -33,21 +34,32 @@ def test_parabolic_argmin_finds_fractional_minimum():
 
 
 def test_eval_command_on_a_subset_vcam_beats_raw(capsys, testdata):
-    assert main(["eval", "--portraits", "20", "--frames", "90", "--no-timing", "--json"]) == 0
+    """The documented targets (docs/matte.md), on enough of the data that they hold with a margin: a
+    quarter of the portraits (file mode: boundary F +0.061 there, +0.055 on all; without the guided filter
+    +0.013), 44 of people_varied (file: IoU +0.023, boundary F +0.058) and the videos' full 300 frames
+    (flicker 0.42x and 0.34x raw, lag 0)."""
+    args = ["--portraits", "66", "--people", "44", "--frames", "300", "--no-timing", "--json"]
+    assert main(["eval", *args]) == 0
     result = json.loads(capsys.readouterr().out)
     p = result["portraits"]
-    assert p["images"] == 20
-    assert 0.9 < p["raw"]["iou"] <= p["vcam"]["iou"] < 1.0
+    assert p["images"] == 66 and p["quality"] == "best"
+    assert 0.9 < p["raw"]["iou"] <= p["vcam"]["iou"] < 1.0  # live
     assert p["vcam"]["boundary_f"] >= p["raw"]["boundary_f"] + 0.03
+    assert p["file"]["iou"] > p["raw"]["iou"] and p["file"]["boundary_f"] >= p["raw"]["boundary_f"] + 0.05
+    people = result["people_varied"]  # each still set on its own
+    assert people["images"] == 44 and people["quality"] == "best"
+    assert people["file"]["iou"] >= people["raw"]["iou"] + 0.005
+    assert people["file"]["boundary_f"] >= people["raw"]["boundary_f"] + 0.03
     assert len(result["videos"]) >= 2
     for name, v in result["videos"].items():
-        assert v["frames"] == 90
-        assert 0 < v["vcam"]["flicker"] <= 0.6 * v["raw"]["flicker"], name
-        assert v["vcam"]["lag"] <= 1.2, name  # target <= 1 is measured on 300 frames (docs/matte.md)
+        assert v["frames"] == 300
+        assert 0 < v["vcam"]["flicker"] <= 0.5 * v["raw"]["flicker"], name
+        assert v["vcam"]["lag"] <= 1.0, name
 
 
 def test_lag_metric_sees_the_lag_of_an_ungated_average(desk_video):
-    """Plain exponential smoothing (no motion gate) trails moving edges by a few frames: the metric says so."""
+    """Plain exponential smoothing (no motion gate) trails moving edges by a few frames: the metric says
+    so."""
     settings = load_settings(use_user_config=False)
     ungated = eval_video(settings.replace("matte", temporal=0.8, motion=0), desk_video, 60)
     gated = eval_video(settings, desk_video, 60)
@@ -57,9 +69,10 @@ def test_lag_metric_sees_the_lag_of_an_ungated_average(desk_video):
 
 
 def test_eval_prints_a_table(capsys, testdata):
-    assert main(["eval", "--portraits", "3", "--frames", "0", "--no-timing"]) == 0
+    assert main(["eval", "--portraits", "3", "--people", "3", "--frames", "0", "--no-timing"]) == 0
     out = capsys.readouterr().out
     assert "mean IoU at 50%" in out and "boundary F (2 px)" in out and "raw model" in out
+    assert "portraits (3)" in out and "people_varied (3)" in out and "vcam file" in out
 
 
 def test_eval_without_test_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):

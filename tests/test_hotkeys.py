@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import require_tool
-from control_rig import (  # noqa: F401
+from control_rig import (
     KEY_SENT,
     SIZE,
     TOP_LEFT,
@@ -21,7 +21,6 @@ from control_rig import (  # noqa: F401
     blueness,
     close_to,
     key_pixels,
-    rig,
     sharpness,
 )
 
@@ -72,8 +71,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _press(display: str, *keys: str) -> None:
     """Key presses from another process, as a user's keyboard would send them (XTEST)."""
-    subprocess.run([require_tool("xdotool"), "key", "--delay", "30", *keys], env={**os.environ, "DISPLAY": display},
-                   check=True, timeout=10)
+    subprocess.run([require_tool("xdotool"), "key", "--delay", "30", *keys],
+                   env={**os.environ, "DISPLAY": display}, check=True, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +144,7 @@ def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, 
     assert bindings(load_settings(config).hotkeys)[combo] == "toggle-pause"
 
 
+@pytest.mark.system
 def test_each_default_hotkey_changes_the_next_frames(live):
     rig, service = live
     porch, aqua, retro, _ = rig.library
@@ -168,7 +168,8 @@ def test_each_default_hotkey_changes_the_next_frames(live):
           lambda f: close_to(f[TOP_LEFT], background_region(porch)))
 
     rig.ok("effect", "none")
-    frame = press("ctrl+alt+m", lambda s: s.mirror, lambda f: close_to(f, cv2.flip(rig.still_sent, 1), tol=0.5))
+    frame = press("ctrl+alt+m", lambda s: s.mirror,
+                  lambda f: close_to(f, cv2.flip(rig.still_sent, 1), tol=0.5))
     assert blueness(frame) < blueness(rig.still) - 40  # the blue boxes moved to the other side
     press("ctrl+alt+m", lambda s: not s.mirror, lambda f: close_to(f, rig.still_sent, tol=0.5))
 
@@ -197,6 +198,7 @@ def test_each_default_hotkey_changes_the_next_frames(live):
     assert service.fired == 13
 
 
+@pytest.mark.system
 def test_other_keys_are_neither_acted_on_nor_logged(live, caplog):
     rig, service = live
     fired = service.fired
@@ -208,6 +210,7 @@ def test_other_keys_are_neither_acted_on_nor_logged(live, caplog):
     assert not [r for r in caplog.records if r.name.startswith(("vcam.control.hotkeys", "pynput"))]
 
 
+@pytest.mark.system
 def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, monkeypatch, caplog):
     monkeypatch.setenv("DISPLAY", xdisplay)
     calls = []
@@ -235,6 +238,7 @@ def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, mon
         service.stop()
 
 
+@pytest.mark.system
 def test_no_display_then_display_appears_then_vanishes(monkeypatch, caplog):
     require_tool("xdotool")
     monkeypatch.setattr(hotkeys_module, "RETRY_S", 0.3)
@@ -290,6 +294,7 @@ def test_unset_display_disables_hotkeys_with_one_line(monkeypatch, caplog, tmp_p
     assert len([r for r in caplog.records if "disabled" in r.getMessage()]) == 1
 
 
+@pytest.mark.system
 def test_changed_hotkeys_rebuild_the_listener(xdisplay, monkeypatch):
     """What a config reload does: the new combination works at once, the old one no longer does."""
     monkeypatch.setenv("DISPLAY", xdisplay)

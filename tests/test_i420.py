@@ -1,9 +1,9 @@
 """The live pipeline's I420 path, on real pictures: the plane helpers, MJPG straight to planes, the planar
 Reducer, the I420 compositor against the BGR one, and CameraSource(as_i420=True).
 
-Camera frames are full-range I420 and the compositor writes limited range (vcam/i420.py), so every
-comparison with the BGR route says which range each side is in. The BGR reference of a composited frame
-is taken "as sent": converted to limited-range I420 and back, as the virtual camera would carry it.
+Camera frames are full-range I420 and the compositor writes limited range (vcam/frames/i420.py), so
+every comparison with the BGR route says which range each side is in. The BGR reference of a composited
+frame is taken "as sent": converted to limited-range I420 and back, as the virtual camera would carry it.
 """
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.frames import i420, turbojpeg
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, cover_resize
-from vcam.live.capture import CameraSource
-from vcam.config import load_settings
 from vcam.compositing.compositor_bgr import BGRCompositor
 from vcam.compositing.compositor_i420 import I420Compositor
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look
+from vcam.config import load_settings
+from vcam.frames import i420, turbojpeg
 from vcam.frames.mjpg import MjpgDecoder
 from vcam.frames.reduce import Reducer
+from vcam.live.capture import CameraSource
 from vcam.matting.matte import Matte
 
 SAMPLINGS = {
@@ -76,7 +76,7 @@ def desk_frames(desk_video) -> list[np.ndarray]:
     return frames
 
 
-# -- vcam/i420.py ------------------------------------------------------------------------------------------
+# -- vcam/frames/i420.py -------------------------------------------------------------------------------------
 
 def test_planes_are_views_at_the_offsets_of_the_packed_layout(desk_frames):
     """planes() gives Y rows, then the U block, then the V block of OpenCV's I420, as views (no copies)."""
@@ -90,7 +90,8 @@ def test_planes_are_views_at_the_offsets_of_the_packed_layout(desk_frames):
     c = (w // 2) * (h // 2)
     assert [p.ctypes.data - base for p in (y, u, v)] == [0, w * h, w * h + c]
     flat = packed.reshape(-1)
-    assert np.array_equal(u.reshape(-1), flat[w * h:w * h + c]) and np.array_equal(v.reshape(-1), flat[w * h + c:])
+    assert (np.array_equal(u.reshape(-1), flat[w * h:w * h + c])
+            and np.array_equal(v.reshape(-1), flat[w * h + c:]))
     # U is Cb and V is Cr (OpenCV's YCrCb has them the other way round): each the 2x2 average of its own
     ycrcb = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)
     cb, cr = (cv2.resize(ycrcb[..., k], (w // 2, h // 2), interpolation=cv2.INTER_AREA) for k in (2, 1))
@@ -101,7 +102,8 @@ def test_planes_are_views_at_the_offsets_of_the_packed_layout(desk_frames):
 
 
 def test_from_bgr_cuts_odd_sides_and_marks_the_range(desk_frames):
-    """An odd-sized picture becomes I420 of the even size below it; full_range is full() of the limited one."""
+    """An odd-sized picture becomes I420 of the even size below it; full_range is full() of the limited
+    one."""
     odd = cv2.resize(desk_frames[1], (641, 361))
     frame = i420.from_bgr(odd)
     assert frame.shape == (540, 640) and frame.dtype == np.uint8 and frame.flags.c_contiguous
@@ -124,7 +126,8 @@ def test_limited_and_full_follow_the_bt601_range_formulas():
     want_y = np.floor(16 + x * 219 / 255 + 0.5)
     want_c = np.floor(128 + (x - 128) * 224 / 255 + 0.5)
     lim = i420.limited(frame)
-    assert np.array_equal(lim[:16].reshape(-1)[:256], want_y) and np.array_equal(lim[:16].reshape(-1)[256:], want_y)
+    assert (np.array_equal(lim[:16].reshape(-1)[:256], want_y)
+            and np.array_equal(lim[:16].reshape(-1)[256:], want_y))
     assert np.array_equal(lim[16:].reshape(-1), want_c)
     assert lim[:16].min() == 16 and lim[:16].max() == 235 and lim[16:].min() == 16 and lim[16:].max() == 240
 
@@ -160,7 +163,8 @@ def test_resize_to_another_aspect_crops_like_cover_resize(desk_frames, source):
     expected = cover_resize(i420.to_bgr(frame), (640, 360))
     # measured 0.38 (down) and 0.47 (up); stretching instead gives about 27
     assert mean_diff(i420.to_bgr(out), expected) < 1.5
-    assert mean_diff(cv2.resize(i420.to_bgr(frame), (640, 360)), expected) > 10, "a stretch would be told apart"
+    assert mean_diff(cv2.resize(i420.to_bgr(frame), (640, 360)), expected) > 10, \
+        "a stretch would be told apart"
 
 
 def test_flip_mirrors_each_plane(desk_frames):
@@ -169,13 +173,13 @@ def test_flip_mirrors_each_plane(desk_frames):
     before = frame.copy()
     dst = np.empty_like(frame)
     assert i420.flip(frame, dst) is dst
-    for s, d in zip(i420.planes(frame), i420.planes(dst)):
+    for s, d in zip(i420.planes(frame), i420.planes(dst), strict=True):
         assert np.array_equal(d, cv2.flip(s, 1))
     assert np.array_equal(frame, before)
     assert not np.array_equal(dst, frame)
 
 
-# -- vcam/mjpg.py: decode_i420 -----------------------------------------------------------------------------
+# -- vcam/frames/mjpg.py: decode_i420 ------------------------------------------------------------------------
 
 def require_turbojpeg() -> None:
     """libturbojpeg, or skip; under CI=true (which installs libturbojpeg0) its absence is a failure, or the
@@ -227,7 +231,7 @@ def test_mjpg_without_libturbojpeg_gives_the_same_frames(desk_frames, monkeypatc
     monkeypatch.setattr(turbojpeg, "library", lambda: None)
     slow = MjpgDecoder()
     assert not slow.planar
-    for data, expected in zip(pictures, planar):
+    for data, expected in zip(pictures, planar, strict=True):
         out = slow.decode_i420(data)
         assert out.shape == (540, 640)
         assert mean_diff(out[:360], expected[:360]) < 1.0 and mean_diff(out[360:], expected[360:]) < 1.0
@@ -259,7 +263,7 @@ def test_odd_and_damaged_mjpg(desk_frames, monkeypatch, library):
     assert again is not None and psnr(again, full_range_reference(good)) > MIN_PSNR
 
 
-# -- vcam/reduce.py in planar mode -------------------------------------------------------------------------
+# -- vcam/frames/reduce.py in planar mode --------------------------------------------------------------------
 
 def test_planar_reducer_matches_the_bgr_one(desk_video):
     """From a full-range I420 frame: the grey copy is the BGR frame's grey, by(f) its BGR reduction, and
@@ -282,14 +286,16 @@ def test_planar_reducer_matches_the_bgr_one(desk_video):
     assert ycc.shape == (h // 4, w // 4, 3)
     expected = cv2.cvtColor(packed.by(4), cv2.COLOR_BGR2YCrCb)
     for k in range(3):  # measured 0.42, 0.37, 0.33; U and V swapped would be about 11
-        assert mean_diff(ycc[..., k], expected[..., k]) < 1.5, "YCrCb channel %d" % k
+        assert mean_diff(ycc[..., k], expected[..., k]) < 1.5, f"YCrCb channel {k}"
 
 
-# -- vcam/effects_i420.py against vcam/effects.py ----------------------------------------------------------
+# -- vcam/compositing/compositor_i420.py against compositor_bgr.py -------------------------------------------
 
 @pytest.fixture(scope="module")
 def engine():
-    with Engine(load_settings(None, use_user_config=False), video=False) as e:
+    # the live path's matte (one model pass): [matte] quality = "best" is for stills in file mode
+    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
+    with Engine(settings, video=False) as e:
         yield e
 
 
@@ -364,8 +370,8 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
         assert mean_diff(shown, as_sent) < MAX_COMPOSITE_DIFF
 
         y, u, v = i420.planes(out)
-        assert 16 <= y.min() and y.max() <= 235 and 16 <= min(u.min(), v.min()) and max(u.max(), v.max()) <= 240, \
-            "limited range out"
+        assert (16 <= y.min() and y.max() <= 235
+                and 16 <= min(u.min(), v.min()) and max(u.max(), v.max()) <= 240), "limited range out"
         background_px, person = regions(final_alpha(case["i420_matte"]))
         assert background_px.sum() > 20000 and person.sum() > 20000
         assert mean_diff(shown[person], bgr[person]) < 2.5, "the person is the camera's picture"
@@ -383,7 +389,8 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
             half_person = cv2.resize(person.astype(np.uint8), (w // 2, h // 2),
                                      interpolation=cv2.INTER_NEAREST).astype(bool)
             sent = i420.planes(i420.limited(frame))
-            for got, want in ((u, sent[1]), (v, sent[2])):  # (one portrait is a grey photo: compare, not > 128)
+            # (one portrait is a grey photo: compare, not > 128)
+            for got, want in ((u, sent[1]), (v, sent[2])):
                 assert mean_diff(got[half_person], want[half_person]) < 1, "the person keeps their colour"
         else:
             if name == "replace-image":
@@ -393,7 +400,7 @@ def test_i420_compositor_looks_like_the_bgr_one(mattes, background_image, name):
             assert mean_diff(shown[background_px], expected) < 2.5, "the background is replaced"
 
 
-# -- vcam/capture.py: CameraSource(as_i420=True) -----------------------------------------------------------
+# -- vcam/live/capture.py: CameraSource(as_i420=True) --------------------------------------------------------
 
 def i420_source(path: Path) -> CameraSource:
     settings = load_settings(None, use_user_config=False).replace("camera", source=str(path))

@@ -3,7 +3,7 @@ included), no module over 400 lines, no class over 250, so the folders keep read
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,8 @@ def imports_of(name: str, modules: dict[str, Path]) -> set[str]:
 
 
 def find_circles(graph: dict[str, set[str]]) -> dict[str, list[str]]:
-    """For each module in an import circle, all the modules of its circle (strongly connected parts, Tarjan)."""
+    """For each module in an import circle, all the modules of its circle (strongly connected parts,
+    Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -84,7 +85,7 @@ def find_circles(graph: dict[str, set[str]]) -> dict[str, list[str]]:
 MODULES = find_modules(PACKAGE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _circles() -> dict[str, list[str]]:
     return find_circles({name: imports_of(name, MODULES) for name in MODULES})
 

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam.config import ConfigError, load_settings
+from vcam.commands.eval_stills import eval_stills, iou
 from vcam.compositing.engine import Engine
-from vcam.commands.eval import eval_portraits, iou
+from vcam.config import ConfigError, load_settings
 from vcam.matting.matte import MatteBuilder, guide_size, smoothstep_lut
 from vcam.matting.models import ModelError
 from vcam.matting import schedule
@@ -38,22 +38,76 @@ def read_frames(path, n, step=1):
     return frames
 
 
-def test_vcam_matte_beats_raw_model_on_all_portraits(settings, portraits):
-    """The issue's target: IoU >= 0.965 and boundary F at least 5 points above the raw model."""
-    scores = eval_portraits(settings, portraits)
-    raw, vcam = scores["raw"], scores["vcam"]
-    print(f"\nraw IoU {raw['iou']:.4f} BF {raw['boundary_f']:.4f} | "
-          f"vcam IoU {vcam['iou']:.4f} BF {vcam['boundary_f']:.4f}")
-    assert scores["images"] >= 200
-    assert vcam["iou"] >= 0.965
-    assert vcam["boundary_f"] >= raw["boundary_f"] + 0.05
+@pytest.fixture(scope="module")
+def still_scores(settings, portraits, people_varied):
+    """eval_stills on both full still sets (raw model, live matte, file-mode matte), computed once."""
+    return {name: eval_stills(settings, pairs)
+            for name, pairs in (("portraits", portraits), ("people_varied", people_varied))}
+
+
+def _show(name, scores):
+    print(f"\n{name}: " + " | ".join(f"{k} IoU {scores[k]['iou']:.4f} BF {scores[k]['boundary_f']:.4f}"
+                                    for k in ("raw", "vcam", "file")))
+
+
+@pytest.mark.parametrize("name", ["portraits", "people_varied"])
+def test_file_matte_beats_raw_model_on_every_still_set(still_scores, name):
+    """What `vcam apply` makes of a still (quality = "best") beats the raw model on each kind of picture,
+    not only on the portraits the matte was first tuned on, which it lost to on people_varied before
+    (docs/matte.md): the documented targets, IoU >= 0.965 and boundary F +0.05 on the portraits, IoU
+    +0.005 and boundary F +0.03 on people_varied."""
+    scores = still_scores[name]
+    _show(name, scores)
+    raw, file = scores["raw"], scores["file"]
+    assert scores["quality"] == "best"
+    assert file["iou"] >= raw["iou"] + 0.002
+    assert file["boundary_f"] >= raw["boundary_f"] + 0.03
+    if name == "portraits":
+        assert scores["images"] >= 200
+        assert file["iou"] >= 0.965
+        assert file["boundary_f"] >= raw["boundary_f"] + 0.05
+    else:
+        assert scores["images"] >= 100
+        assert file["iou"] >= raw["iou"] + 0.005
+
+
+@pytest.mark.parametrize("name", ["portraits", "people_varied"])
+def test_live_matte_stays_close_to_or_above_raw_model_on_every_still_set(still_scores, name):
+    """The live matte (one model pass, grey guide, within the live budget) sharpens the portraits' edges
+    and, thanks to the `confident` bound, no longer falls clearly below the raw model on varied
+    pictures: measured -0.002 IoU / -0.013 boundary F there; unbounded it was -0.004 / -0.025, and the
+    matte shipped before (threshold 0.6) -0.013 / -0.081 (docs/matte.md)."""
+    scores = still_scores[name]
+    raw, live = scores["raw"], scores["vcam"]
+    if name == "portraits":
+        assert live["iou"] >= raw["iou"]
+        assert live["boundary_f"] >= raw["boundary_f"] + 0.03
+    else:
+        assert live["iou"] >= raw["iou"] - 0.005
+        assert live["boundary_f"] >= raw["boundary_f"] - 0.02
+
+
+def test_matte_never_drops_what_the_model_is_sure_of(settings, portraits, people_varied):
+    """Where the model is sure of the person (confidence >= `confident`), the live matte keeps them,
+    whatever the grey guide says: unbounded, it made holes there in 8 of the 145 people_varied pictures
+    (up to 1% of the sure area: a person both lighter and darker than the wall), bounded in none."""
+    builder = MatteBuilder(settings.matte, video=False)
+    with open_segmenter("general", runtime="litert") as seg:
+        for image_path, _ in portraits[::26] + people_varied:
+            image = cv2.imread(str(image_path))
+            h, w = image.shape[:2]
+            conf = seg.segment(image).copy()
+            sure = cv2.resize(conf, (w, h)) >= round(settings.matte.confident * 255)
+            inside = cv2.erode(sure.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # off the bound's border
+            alpha = builder.build(conf, (w, h), image)
+            assert (alpha[inside] < 128).sum() <= 1e-3 * inside.sum(), image_path.name
 
 
 def test_guided_refinement_is_what_moves_the_edge(settings, portraits):
-    """Without the guide (refine = none) the matte is no better than the raw model's edge."""
+    """Without the guide (refine = none) the live matte is no better than the raw model's edge."""
     pairs = portraits[::13]
-    plain = eval_portraits(settings.replace("matte", refine="none", threshold=0.5), pairs)
-    guided = eval_portraits(settings, pairs)
+    plain = eval_stills(settings.replace("matte", refine="none", threshold=0.5, quality="fast"), pairs)
+    guided = eval_stills(settings.replace("matte", quality="fast"), pairs)
     assert plain["vcam"]["boundary_f"] == pytest.approx(plain["raw"]["boundary_f"], abs=0.01)
     assert guided["vcam"]["boundary_f"] > plain["vcam"]["boundary_f"] + 0.03
 
@@ -160,15 +214,16 @@ def test_litert_runtime_gives_the_same_mask_as_mediapipe(portraits):
 
 
 def test_litert_runtime_landscape_model_and_engine(settings, portraits):
+    """The landscape model through litert and the file engine beats that raw model on the same portraits:
+    boundary F +0.07 on these 33 (+0.06 on all 264); without the guided filter it would be +0.01."""
     s = settings.replace("segmentation", runtime="litert", model="landscape")
-    truth_iou = []
     with Engine(s, video=False) as engine:
-        assert engine.matting.segmenter.runtime == "litert"
-        for image_path, mask_path in portraits[::40]:
-            image = cv2.imread(str(image_path))
-            truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127
-            truth_iou.append(iou(engine.alpha(image) >= 128, truth))
-    assert np.mean(truth_iou) > 0.94
+        assert engine.matting.segmenter.runtime == "litert" and engine.matting.segmenter.model == "landscape"
+    scores = eval_stills(s, portraits[::8])
+    _show("landscape", scores)
+    raw, file = scores["raw"], scores["file"]
+    assert file["iou"] > raw["iou"] > 0.94
+    assert file["boundary_f"] >= raw["boundary_f"] + 0.04
 
 
 def test_litert_runtime_rejects_a_bogus_model(tmp_path):
@@ -201,6 +256,8 @@ def test_interval_two_skips_the_model_but_the_matte_follows_each_frame(settings,
     ('[segmentation]\nruntime = "onnx"\n', ["runtime", "mediapipe, litert"]),
     ("[segmentation]\ninterval = 9\n", ["interval", "between"]),
     ("[matte]\nmotion = -1\n", ["motion", "between"]),
+    ('[matte]\nquality = "ultra"\n', ["quality", "fast, best"]),
+    ("[matte]\nconfident = 0.2\n", ["confident", "between"]),
 ])
 def test_bad_matte_settings_name_the_key(tmp_path, text, words):
     path = tmp_path / "c.toml"

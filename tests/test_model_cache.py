@@ -14,7 +14,14 @@ import pytest
 from conftest import require_path
 
 from vcam.matting import model_cache
-from vcam.matting.model_cache import MEMBER_DIR, MODELS, ModelFetchError, ModelMissing, fetch_models, find_model
+from vcam.matting.model_cache import (
+    MEMBER_DIR,
+    MODELS,
+    ModelFetchError,
+    ModelMissing,
+    fetch_models,
+    find_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +105,7 @@ def test_find_model_order(tmp_path, monkeypatch, good_wheel):
         find_model("general")
 
 
+@pytest.mark.system
 def test_no_model_anywhere_is_one_line_naming_the_fix(tmp_path):
     """Nothing cached and no mediapipe 0.10.21: `vcam apply` says what to run, exit 2, no download."""
     portrait = sorted(require_path("portraits", "images").glob("*.jpg"))[0]

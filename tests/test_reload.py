@@ -16,9 +16,9 @@ import pytest
 from conftest import require_path, unwritable_folder
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
-from vcam.live import sinks as output
 from vcam.control.client import request
 from vcam.control.reload import ConfigWatcher, install_sighup
+from vcam.live import sinks as output
 
 
 @pytest.fixture
@@ -125,6 +125,7 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.system
 def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
     """The real `vcam run`: socket up, ctl works, SIGHUP and ctl reload, corrupt library file, no display."""
     images = require_path("backgrounds", "images")
@@ -149,8 +150,8 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
         _wait_for(lambda: sock.exists(), 30, "the control socket")
 
         def ctl(*args):
-            return subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), *args], env=env,
-                                  capture_output=True, text=True, timeout=30)
+            return subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), *args],
+                                  env=env, capture_output=True, text=True, timeout=30)
 
         _wait_for(lambda: request(sock, "status")["result"]["frames_sent"] > 5, 30, "frames")
         status = ctl("status")
@@ -243,6 +244,7 @@ def test_reload_to_replace_from_the_library_never_shows_white_first(rig):
     assert not [s for s in states if s.look.effect == "replace" and s.look.background is None]
 
 
+@pytest.mark.system
 def test_a_reload_that_fails_with_any_error_keeps_the_running_pipeline(rig, tmp_path):
     """A 1x1 PNG as camera fails inside OpenCV (not a VcamError), an unwritable folder fails the file
     sink: both refused, the old camera and output go on, and the good config still applies afterwards."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from vcam import config
 from vcam.live import sinks
 
@@ -14,7 +16,9 @@ def test_the_config_and_the_registry_name_the_same_sinks():
     assert all(sinks.SINKS[name].name == name for name in config.SINKS)
 
 
+@pytest.mark.system
 def test_the_config_loads_without_numpy_or_opencv():
-    code = "import sys, vcam.config; print(sorted(m for m in ('numpy', 'cv2', 'pyvirtualcam') if m in sys.modules))"
+    code = ("import sys, vcam.config; "
+            "print(sorted(m for m in ('numpy', 'cv2', 'pyvirtualcam') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import re
+import signal
 import sys
 
 from vcam import __version__
@@ -69,6 +70,10 @@ def quiet_native_logs() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
+    if argv is None and command_word(words) == "run":
+        # A reload request (SIGHUP) while OpenCV and the model load must not kill the daemon (SIGHUP's
+        # default): ignored from here, before any import, until the controls install the reload handler.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if not any(w in ("-v", "-vv", "--verbose") for w in words):
         quiet_native_logs()
     parser = build_parser(words)
@@ -81,3 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `vcam ctl status | head -1`: the reader left, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0

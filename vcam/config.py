@@ -9,8 +9,8 @@ import dataclasses
 import os
 import stat
 import sys
-from importlib import resources
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -31,6 +31,10 @@ SINKS = SINK_NAMES  # vcam/live/sink_names.py: one list for the config and the s
 MODELS = ("general", "landscape")
 RUNTIMES = ("mediapipe", "litert")
 REFINES = ("guided", "none")
+QUALITIES = ("fast", "best")
+# auto: the desktop portal in a Wayland session whose portal has GlobalShortcuts, else pynput (X11)
+HOTKEY_BACKENDS = ("auto", "portal", "x11", "off")
+HOTKEY_OPTIONS = ("enabled", "backend")  # the [hotkeys] keys that are not a combination
 
 
 class ConfigError(VcamError):
@@ -100,6 +104,8 @@ class MatteSettings:
     refine_size: int = field(metadata=_range(64, 1080))
     refine_radius: int = field(metadata=_range(1, 32))
     refine_eps: float = field(metadata=_range(0.0, 1.0))
+    confident: float = field(metadata=_range(0.5, 1.0))
+    quality: str = field(metadata=_choice(*QUALITIES))
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ def _hotkey() -> dict:
 @dataclass(frozen=True)
 class HotkeySettings:
     enabled: bool
+    backend: str = field(metadata=_choice(*HOTKEY_BACKENDS))
     next_effect: str = field(metadata=_hotkey())
     previous_effect: str = field(metadata=_hotkey())
     next_background: str = field(metadata=_hotkey())
@@ -161,7 +168,7 @@ class Settings:
     control: ControlSettings
     source_files: tuple = ()
 
-    def replace(self, section: str, **changes: Any) -> "Settings":
+    def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some keys of one section changed (validated like a file would be)."""
         current = dataclasses.asdict(getattr(self, section))
         current.update(changes)
@@ -231,7 +238,8 @@ def _check_value(key: str, value: Any, typ: type, meta: dict, origin: str) -> An
         raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if typ is list and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings")
-    if "check" in meta:  # a syntax check of the value's own (e.g. a hotkey): raises ValueError with the reason
+    # a syntax check of the value's own (e.g. a hotkey): raises ValueError with the reason
+    if "check" in meta:
         try:
             meta["check"](value)
         except ValueError as e:
@@ -245,19 +253,20 @@ def _build_section(cls: type, name: str, values: dict, origin: str):
     for f in fields(cls):
         if f.name not in values:
             raise ConfigError(f"{origin}: [{name}] {f.name} is missing")
-        kwargs[f.name] = _check_value(f"{name}.{f.name}", values[f.name], hints[f.name], dict(f.metadata), origin)
+        kwargs[f.name] = _check_value(f"{name}.{f.name}", values[f.name], hints[f.name], dict(f.metadata),
+                                      origin)
     section = cls(**kwargs)
     if cls is HotkeySettings:
         _check_hotkeys_distinct(section, origin)
     return section
 
 
-def _check_hotkeys_distinct(hotkeys: "HotkeySettings", origin: str) -> None:
+def _check_hotkeys_distinct(hotkeys: HotkeySettings, origin: str) -> None:
     """Two actions on one combination: only one of them would ever fire, so refuse it."""
     seen: dict[frozenset, str] = {}
     for f in fields(hotkeys):
         combo = getattr(hotkeys, f.name)
-        if f.name == "enabled" or not combo:
+        if f.name in HOTKEY_OPTIONS or not combo:
             continue
         try:
             key = combination(combo)
@@ -309,7 +318,8 @@ def load_settings(path: Path | str | None = None, *, use_user_config: bool = Tru
     for name in ("camera", "output"):
         w, h = sections[name].width, sections[name].height
         if name == "output" and 0 in (w, h):  # 0: the camera's (the whole size is checked by output_size())
-            problem = f"{w}x{h}: a side that is set must be at least {MIN_SIDE}" if 0 < max(w, h) < MIN_SIDE else None
+            problem = (f"{w}x{h}: a side that is set must be at least {MIN_SIDE}"
+                       if 0 < max(w, h) < MIN_SIDE else None)
         else:
             problem = picture_size_problem(w, h)
         if problem:

@@ -61,7 +61,8 @@ def hotkey_keys(text: str) -> list[str]:
         elif len(part) > 2 and part[0] == "<" and part[-1] == ">":
             name = part[1:-1].lower()
             if name not in pynput_key_names() and not name.isdigit():
-                raise ValueError(f"{text!r}: unknown key {part!r} (names like <ctrl>, <alt>, <shift>, <cmd>, <f9>)")
+                raise ValueError(f"{text!r}: unknown key {part!r} "
+                                 "(names like <ctrl>, <alt>, <shift>, <cmd>, <f9>)")
             token = name
         else:
             raise ValueError(f"{text!r}: {part!r} is neither one character nor a <key name>; "

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 log = logging.getLogger("vcam.native")
 

@@ -12,7 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def testdata_dir() -> Path:
     env = os.environ.get("VCAM_TESTDATA")
-    return Path(env).expanduser().resolve() if env else (PROJECT_ROOT.parent / "shared" / "testdata").resolve()
+    if env:
+        return Path(env).expanduser().resolve()
+    return (PROJECT_ROOT.parent / "shared" / "testdata").resolve()
 
 
 def testdata_path(*parts: str) -> Path:

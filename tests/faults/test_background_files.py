@@ -53,6 +53,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(bomb):
         load_background(str(bomb))
 
 
+@pytest.mark.system
 def test_vcam_apply_refuses_a_bomb_in_one_line_without_decoding_it(tmp_path, bomb, portraits):
     def limit():  # what decoding the bomb would need is far above this
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))

@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import require_path
+import pytest
+from conftest import require_path
+
+pytestmark = pytest.mark.system  # every test here starts `vcam run`
 
 
 def test_preview_with_a_display_that_does_not_answer_is_one_line(tmp_path):

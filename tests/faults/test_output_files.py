@@ -10,8 +10,9 @@ from pathlib import Path
 
 import cv2
 import pytest
+from conftest import require_path
 
-from tests.conftest import require_path
+pytestmark = pytest.mark.system  # every test here starts vcam (and mounts a tmpfs as root)
 
 
 def vcam(*args, limit_bytes: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -109,7 +110,8 @@ def test_read_only_folder_is_one_line_and_a_folder_run_goes_on(tmp_path, portrai
 def test_two_runs_to_one_output_leave_one_good_file(tmp_path, short_clip):
     out = tmp_path / "out.mp4"
     cmd = [sys.executable, "-m", "vcam", "apply", str(short_clip), str(out), "--effect", "desaturate"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     results = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert all("Traceback" not in err for _, err in results)
@@ -144,11 +146,12 @@ def test_folder_inputs_that_would_share_an_output_name_are_refused_up_front(tmp_
 
 
 def test_vcam_run_into_an_unwritable_folder_is_one_line(tmp_path):
-    from tests.conftest import unwritable_folder
+    from conftest import unwritable_folder
 
     clip = require_path("videos", "outdoor_sitting_640x360.mp4")
     with unwritable_folder(tmp_path / "ro") as folder:
         config = tmp_path / "c.toml"
         config.write_text(f'[output]\nsink = "file"\nfile = "{folder / "out.mp4"}"\n')
-        proc = vcam("--config", config, "run", "--source", clip, env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
+        proc = vcam("--config", config, "run", "--source", clip,
+                    env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
         one_line_error(proc, "out.mp4")

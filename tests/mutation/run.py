@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mutants import MUTANTS  # noqa: E402
+from mutants import MUTANTS  # noqa: E402 - importable only after the sys.path entry above
 
 
 def main() -> int:
@@ -43,7 +43,8 @@ def main() -> int:
             path = tree / m.path
             original = path.read_text()
             if original.count(m.old) != 1:
-                raise SystemExit(f"mutant {m.name}: the snippet is not in {m.path} exactly once; update mutants.py")
+                raise SystemExit(f"mutant {m.name}: the snippet is not in {m.path} exactly once; "
+                                 "update mutants.py")
             path.write_text(original.replace(m.old, m.new))
             t0 = time.monotonic()
             try:

@@ -1,0 +1,1 @@
+"""One module per subcommand of `vcam`; vcam/cli.py imports only the one that runs."""

@@ -9,11 +9,11 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
+from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
 from vcam.compositing import backgrounds
 from vcam.compositing.backgrounds import (
     IMAGE_EXTENSIONS,
@@ -27,7 +27,6 @@ from vcam.compositing.backgrounds import (
 from vcam.compositing.effects import FILE_EFFECTS, takes_background
 from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look, look_from_settings
-from vcam.atomic_write import OutputWriteError, atomic_output, write_bytes
 from vcam.config import MODELS, Settings, load_settings, picture_size_problem
 from vcam.errors import VcamError
 from vcam.frames.video_file import playback_problem
@@ -35,7 +34,8 @@ from vcam.frames.video_file import playback_problem
 log = logging.getLogger(__name__)
 
 ALPHA_IMAGE_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}
-VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG",
+                ".webm": "VP80"}
 
 
 class InputError(VcamError):
@@ -44,10 +44,11 @@ class InputError(VcamError):
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="change the background of an image, a video or a directory of images",
-                       description="Change the background of an image, a video, or every image in a directory. "
-                                   "The output type follows OUTPUT's extension.")
+                       description="Change the background of an image, a video, or every image in a "
+                                   "directory. The output type follows OUTPUT's extension.")
     p.add_argument("input", metavar="INPUT", help="image, video, or directory of images")
-    p.add_argument("output", metavar="OUTPUT", help="output file (or existing directory when INPUT is a directory)")
+    p.add_argument("output", metavar="OUTPUT",
+                   help="output file (or existing directory when INPUT is a directory)")
     p.add_argument("--effect", choices=FILE_EFFECTS,
                    help="what happens behind the person (default: [effect] name); 'mask' writes the matte")
     p.add_argument("--background", metavar="PATH|COLOR",
@@ -107,7 +108,8 @@ def _look(settings: Settings, effect: str, background: str | None) -> Look:
     elif background is not None and effect == "transparent":
         color = parse_color(background)
         if color is None:
-            raise BackgroundError(f"--background {background!r} is not a colour (the key colour of 'transparent')")
+            raise BackgroundError(f"--background {background!r} is not a colour "
+                                  "(the key colour of 'transparent')")
         base = base.with_changes(key_color=color)
     return base.with_changes(effect=effect, background=bg)
 
@@ -238,7 +240,8 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
                 while ok:
                     ts = int(round(index * 1000.0 / fps))
                     if look.effect == "mask":
-                        out = cv2.cvtColor(engine.alpha(frame, ts, look.matte), cv2.COLOR_GRAY2BGR, dst=mask_bgr)
+                        out = cv2.cvtColor(engine.alpha(frame, ts, look.matte), cv2.COLOR_GRAY2BGR,
+                                           dst=mask_bgr)
                     else:  # 'transparent' has no alpha in video containers: it renders the key colour
                         out = engine.process(frame, look, ts)
                     writer.write(out)
@@ -249,7 +252,8 @@ def _apply_video(source: Path, target: Path, settings: Settings, look: Look) -> 
             # A cut-off file decodes "fine" up to the cut; the container's frame count tells (some
             # containers only estimate it, hence the small tolerance).
             if total and index < total - max(2, total // 50):
-                raise InputError(f"{source}: video is truncated or damaged: decoded {index} of {total} frames")
+                raise InputError(f"{source}: video is truncated or damaged: "
+                                 f"decoded {index} of {total} frames")
     finally:
         cap.release()
     log.info("wrote %s (%d frames, %.2f fps, %dx%d)", target, index, fps, w, h)

@@ -7,15 +7,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
-from vcam.config import tomllib
-
-from vcam.config import ConfigError, load_settings, read_config_bytes, user_config_path
-from vcam.control.catalog import ACTIONS, ALIASES
+from vcam.config import ConfigError, load_settings, read_config_bytes, tomllib, user_config_path
+from vcam.control.catalog import ACTIONS, ALIASES, find_action
 from vcam.control.client import request, socket_path
+from vcam.errors import VcamError
 
 
 def register(subparsers) -> None:
@@ -81,15 +81,42 @@ def _socket_from_config(config: str | None) -> Path:
         return socket_path(defaults)
 
 
+def _absolute_background(arg: str) -> str:
+    """A background file named relative to the caller's folder, made absolute (the daemon runs elsewhere);
+    an entry number, a colour or a library file name that is not a file here goes as it is."""
+    if arg.strip().isdigit():
+        return arg
+    path = os.path.expanduser(arg)
+    if os.path.isabs(path):
+        return path
+    if os.sep in path or (os.path.splitext(path)[1] and os.path.lexists(path)):  # colours have no dot
+        return os.path.abspath(path)
+    return arg
+
+
+def _print(text: str, file=None) -> None:
+    """Print whatever the reply holds (an older daemon may send a file name that is not UTF-8)."""
+    stream = file or sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding, "replace"), file=stream)
+
+
 def run(args: argparse.Namespace) -> int:
     path = Path(args.socket) if args.socket else _socket_from_config(args.config)
-    reply = request(path, args.action, list(args.args))
+    words = list(args.args)
+    try:
+        name = find_action(args.action).name
+    except VcamError:
+        name = args.action  # the daemon says what is wrong with it
+    if name == "background" and len(words) == 1:
+        words = [_absolute_background(words[0])]
+    reply = request(path, args.action, words)
     if args.json:
-        print(json.dumps(reply, indent=2, default=str))
+        _print(json.dumps(reply, indent=2, default=str))
     elif reply.get("ok"):
         text = _format_result(reply.get("result"))
         if text:
-            print(text)
+            _print(text)
     else:
-        print(f"vcam ctl: refused: {reply.get('error', 'no reason given')}", file=sys.stderr)
+        _print(f"vcam ctl: refused: {reply.get('error', 'no reason given')}", file=sys.stderr)
     return 0 if reply.get("ok") else 1

@@ -1,5 +1,5 @@
-"""`vcam doctor`: check the whole chain, from the kernel module to the X display, and say what to fix,
-one line per problem.
+"""`vcam doctor`: check the whole chain, from the kernel module to the hotkeys (X display or desktop
+portal), and say what to fix, one line per problem.
 """
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from vcam.commands.setup import INSTALL_HINT, SYS_MODULE, in_video_group
+from vcam.commands.setup import INSTALL_HINT, SYS_MODULE, desktop_file_target, in_video_group
 from vcam.config import Settings, load_settings
+from vcam.control.hotkey_backends import NO_BACKEND_HINT, choose_backend
+from vcam.control.portal_bus import probe_portal
 from vcam.errors import VcamError
 from vcam.frames import turbojpeg
 from vcam.live.capture import CameraSource
@@ -20,9 +22,9 @@ from vcam.matting.runtimes import open_segmenter
 
 
 def register(subparsers) -> None:
-    d = subparsers.add_parser("doctor", help="check camera, virtual camera, permissions, model and display",
-                              description="Check the whole chain and print what to fix, one line per problem. "
-                                          "Exit status 0 when everything is fine, 1 otherwise.")
+    d = subparsers.add_parser("doctor", help="check camera, virtual camera, permissions, model and hotkeys",
+                              description="Check the whole chain and print what to fix, one line per "
+                                          "problem. Exit status 0 when everything is fine, 1 otherwise.")
     d.set_defaults(func=run_doctor)
 
 
@@ -48,7 +50,8 @@ def check_module() -> list[Check]:
     if caps.exists():
         values = caps.read_text().strip()
         if not any(v in ("Y", "1") for v in values.split(",")):
-            checks.append(Check(False, "v4l2loopback loaded without exclusive_caps=1 (Chrome/Meet won't list it)",
+            checks.append(Check(False,
+                                "v4l2loopback loaded without exclusive_caps=1 (Chrome/Meet won't list it)",
                                 "run `sudo modprobe -r v4l2loopback` then "
                                 f"`{MODPROBE_LINE}`, or `vcam setup`"))
         else:
@@ -62,8 +65,8 @@ def check_device(settings: Settings) -> list[Check]:
         return [Check(True, f"[output] sink = {settings.output.sink} (no virtual camera needed)")]
     if not os.path.exists(device):
         return [Check(False, f"virtual camera {device} does not exist",
-                      f"load the module with `{MODPROBE_LINE}`, or set [output] device to the loopback device "
-                      f"(`v4l2-ctl --list-devices` shows it)")]
+                      f"load the module with `{MODPROBE_LINE}`, or set [output] device to the loopback "
+                      f"device (`v4l2-ctl --list-devices` shows it)")]
     checks = []
     mode = os.stat(device).st_mode
     if not stat.S_ISCHR(mode):
@@ -114,7 +117,8 @@ def check_model(settings: Settings) -> Check:
 
 
 def check_jpeg() -> Check:
-    """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends (vcam/frames/turbojpeg.py)."""
+    """libturbojpeg lets vcam decode a webcam's MJPG straight to the YUV it sends
+    (vcam/frames/turbojpeg.py)."""
     if turbojpeg.library() is not None:
         return Check(True, "libturbojpeg found (webcam MJPG decoded straight to YUV)")
     return Check(False, "libturbojpeg not found: decoding webcam MJPG costs more CPU",
@@ -140,10 +144,52 @@ def check_display() -> Check:
     return Check(True, f"X display {display} (global hotkeys work)")
 
 
+def check_desktop_file() -> Check:
+    """The portal knows vcam by its app id only if the .desktop file of that name is installed (GNOME
+    refuses global shortcuts without it)."""
+    mine = desktop_file_target()
+    system = (os.environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":")
+    for path in [mine, *(Path(d) / "applications" / mine.name for d in system if d)]:
+        if path.exists():
+            return Check(True, f"{path} installed (the desktop portal knows vcam's app id)")
+    return Check(False, f"{mine.name} is not installed: GNOME gives global shortcuts only to apps it knows",
+                 f"run `vcam setup --service` (it installs {mine})")
+
+
+def check_hotkeys(settings: Settings) -> list[Check]:
+    """Which hotkey backend [hotkeys] backend gets here and whether it works; if none does, why."""
+    probed: list[tuple[str, str]] = []
+
+    def probe() -> tuple[str, str]:  # the portal is asked once, and only when the answer matters
+        if not probed:
+            probed.append(probe_portal())
+        return probed[0]
+
+    backend, why = choose_backend(settings.hotkeys, probe=probe)
+    if backend == "off":
+        return [Check(True, f"global hotkeys off ({why}); `vcam ctl` works regardless")]
+    if backend == "none":
+        return [Check(False, f"no global hotkeys ({why})", NO_BACKEND_HINT)]
+    if backend == "portal":
+        state, reason = probe()
+        if state == "ok":
+            return [Check(True, f"global hotkeys through the desktop portal ({reason}); the desktop asks you "
+                                f"once to confirm the keys"), check_desktop_file()]
+        return [Check(False, f"global hotkeys through the desktop portal do not work ({why}: {reason})",
+                      "run vcam in a desktop session whose portal has GlobalShortcuts (GNOME 48+, KDE "
+                      "Plasma, Hyprland), or set [hotkeys] backend = \"x11\" under X11; docs/control.md")]
+    x11 = check_display()
+    if not x11.ok and settings.hotkeys.backend == "auto":  # would the portal do instead?
+        state, reason = probe()
+        x11.fix += (f"; or set [hotkeys] backend = \"portal\": the desktop portal has {reason}"
+                    if state == "ok" else f"; the desktop portal is no alternative here ({reason})")
+    return [x11]
+
+
 def run_doctor(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     checks = [*check_module(), *check_device(settings), check_group(), check_camera(settings),
-              check_jpeg(), check_model(settings), check_display()]
+              check_jpeg(), check_model(settings), *check_hotkeys(settings)]
     for c in checks:
         print(c.line(), flush=True)
     problems = sum(not c.ok for c in checks)

@@ -1,6 +1,6 @@
 """`vcam eval`: how good the matte is, raw model against vcam's matte, on the real test data, so that
-every matte change is kept or dropped on numbers; the metrics (IoU, boundary F, flicker, lag, timing)
-are defined in docs/matte.md, "How it is measured".
+every matte change is kept or dropped on numbers; the metrics (IoU, boundary F on each still set:
+eval_stills.py; flicker, lag, timing: here) are defined in docs/matte.md, "How it is measured".
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcam.commands.eval_stills import STILL_SETS, EvalError, eval_stills, raw_alpha, still_pairs
 from vcam.compositing.backgrounds import load_background
 from vcam.compositing.compositor_bgr import BGRCompositor
-from vcam.compositing.look import Look
 from vcam.compositing.engine import Engine
+from vcam.compositing.look import Look
 from vcam.config import Settings, load_settings
 from vcam.errors import VcamError
 from vcam.frames.reduce import Reducer
@@ -26,80 +27,9 @@ from vcam.matting.matte import Matte, MatteBuilder
 from vcam.matting.runtimes import open_segmenter
 from vcam.testdata import testdata_path
 
-BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
 STATIC_LEVELS = 2        # grey levels: an input pixel changing less than this "barely changed"
 EDGE_MOVED = 64          # matte levels: a per-frame matte changing this much at a pixel = an edge moved there
 MAX_LAG = 4              # frames searched for the lag
-_SQUARE_3X3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
-
-
-class EvalError(VcamError):
-    """The test data `vcam eval` needs is missing."""
-
-
-# -- still-image metrics ---------------------------------------------------------------------------------
-def iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1.0 when both are empty)."""
-    union = np.count_nonzero(pred | truth)
-    return 1.0 if union == 0 else np.count_nonzero(pred & truth) / union
-
-
-def _edges(mask: np.ndarray) -> np.ndarray:
-    """The pixels on either side of the mask's boundary (a 1-px morphological gradient)."""
-    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _SQUARE_3X3) > 0
-
-
-def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
-    """Boundary F-score: harmonic mean of edge precision and recall within `tolerance` px."""
-    bp, bt = _edges(pred), _edges(truth)
-    n_pred, n_truth = np.count_nonzero(bp), np.count_nonzero(bt)
-    if n_pred == 0 or n_truth == 0:
-        return float(n_pred == n_truth)
-    dist_to_truth = cv2.distanceTransform((~bt).astype(np.uint8), cv2.DIST_L2, 3)
-    dist_to_pred = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, 3)
-    precision = np.count_nonzero(dist_to_truth[bp] <= tolerance) / n_pred
-    recall = np.count_nonzero(dist_to_pred[bt] <= tolerance) / n_truth
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-
-
-def raw_alpha(confidence: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
-    """The raw model output at frame size: its confidence upsampled bilinearly, nothing else."""
-    return cv2.resize(confidence, size, dst=dst, interpolation=cv2.INTER_LINEAR)
-
-
-def portrait_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
-    images = testdata_path("portraits", "images")
-    masks = testdata_path("portraits", "masks")
-    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))] if images.is_dir() else []
-    if not pairs:
-        raise EvalError(f"{images}: no portraits found (set VCAM_TESTDATA to the shared testdata folder)")
-    if limit and limit < len(pairs):  # an even spread over the set, not its first few
-        pairs = [pairs[round(i * len(pairs) / limit)] for i in range(limit)]
-    return pairs
-
-
-def eval_portraits(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
-    """Mean IoU and boundary F of the raw model and of vcam's matte over the portraits."""
-    seg = settings.segmentation
-    scores = {"raw": {"iou": [], "boundary_f": []}, "vcam": {"iou": [], "boundary_f": []}}
-    with open_segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
-        matte = MatteBuilder(settings.matte, video=False)
-        for image_path, mask_path in pairs:
-            image = cv2.imread(str(image_path))
-            truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-            if image is None or truth is None:
-                raise EvalError(f"{image_path}: cannot read the portrait or its mask")
-            truth = truth > 127
-            h, w = image.shape[:2]
-            confidence = segmenter.segment(image)
-            for name, alpha in (("raw", raw_alpha(confidence, (w, h))),
-                                ("vcam", matte.build(confidence, (w, h), image))):
-                person = alpha >= 128
-                scores[name]["iou"].append(iou(person, truth))
-                scores[name]["boundary_f"].append(boundary_f(person, truth))
-    out = {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in scores.items()}
-    out["images"] = len(pairs)
-    return out
 
 
 # -- video metrics ----------------------------------------------------------------------------------------
@@ -283,11 +213,12 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
                 alpha = engine.alpha(frame, ts)
                 if n not in wanted:
                     continue
-                composite = compositor.composite(frame, Matte(alpha), Look(effect="replace", background=background))
-                tiles = [frame, cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR), cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR),
-                         composite]
+                look = Look(effect="replace", background=background)
+                composite = compositor.composite(frame, Matte(alpha), look)
+                tiles = [frame, *(cv2.cvtColor(m, cv2.COLOR_GRAY2BGR) for m in (raw, alpha)), composite]
                 tw = round(w * tile_height / h)
-                row = np.hstack([cv2.resize(t, (tw, tile_height), interpolation=cv2.INTER_AREA) for t in tiles])
+                row = np.hstack([cv2.resize(t, (tw, tile_height), interpolation=cv2.INTER_AREA)
+                                 for t in tiles])
                 target = out_dir / f"matte_strip_{stem.split('_')[0]}_{n}.png"
                 cv2.imwrite(str(target), row, [cv2.IMWRITE_PNG_COMPRESSION, 9])
                 written.append(target)
@@ -297,11 +228,14 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
 
 
 # -- the command ------------------------------------------------------------------------------------------
-def evaluate(settings: Settings, *, portraits: int = 0, frames: int = 300, timing: bool = True) -> dict:
+def evaluate(settings: Settings, *, portraits: int = 0, people: int = 0, frames: int = 300,
+             timing: bool = True) -> dict:
+    """`portraits`, `people`: how many of each still set (0: all, -1: skip it)."""
     result: dict = {"model": settings.segmentation.model, "runtime": settings.segmentation.runtime,
                     "matte": dataclasses.asdict(settings.matte)}
-    if portraits >= 0:
-        result["portraits"] = eval_portraits(settings, portrait_pairs(portraits))
+    for name, limit in (("portraits", portraits), ("people_varied", people)):
+        if limit >= 0:
+            result[name] = eval_stills(settings, still_pairs(name, limit))
     if frames > 0:
         result["videos"] = {p.stem: eval_video(settings, p, frames) for p in video_paths()}
     if timing:
@@ -310,13 +244,16 @@ def evaluate(settings: Settings, *, portraits: int = 0, frames: int = 300, timin
 
 
 def format_table(result: dict) -> str:
-    rows = [f"model {result['model']}, runtime {result['runtime']}",
-            f"{'':34} {'raw model':>10} {'vcam matte':>11}"]
-    if "portraits" in result:
-        p = result["portraits"]
-        rows.append(f"portraits ({p['images']})")
-        rows.append(f"  {'mean IoU at 50%':32} {p['raw']['iou']:10.4f} {p['vcam']['iou']:11.4f}")
-        rows.append(f"  {'boundary F (2 px)':32} {p['raw']['boundary_f']:10.4f} {p['vcam']['boundary_f']:11.4f}")
+    rows = [f"model {result['model']}, runtime {result['runtime']}, quality {result['matte']['quality']}",
+            f"{'':34} {'raw model':>10} {'vcam matte':>11} {'vcam file':>10}",
+            f"{'':34} {'':>10} {'(live)':>11} {'(apply)':>10}"]
+    for name in STILL_SETS:
+        if name not in result:
+            continue
+        p = result[name]
+        rows.append(f"{name} ({p['images']})")
+        for key, label in (("iou", "mean IoU at 50%"), ("boundary_f", "boundary F (2 px)")):
+            rows.append(f"  {label:32} {p['raw'][key]:10.4f} {p['vcam'][key]:11.4f} {p['file'][key]:10.4f}")
     for name, v in result.get("videos", {}).items():
         rows.append(f"{name} ({v['frames']} frames)")
         rows.append(f"  {'flicker (0..255 on still pixels)':32} {v['raw']['flicker']:10.3f} "
@@ -337,9 +274,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval", help="measure the matte (IoU, boundary F, flicker, lag) on the real test data",
         description="Measure the raw model and vcam's matte on $VCAM_TESTDATA (default ../shared/testdata): "
-                    "IoU and boundary F-score on the portraits, flicker and lag on the videos.")
+                    "IoU and boundary F-score on each still set (portraits, people_varied), live and in "
+                    "file mode, flicker and lag on the videos.")
     p.add_argument("--portraits", type=int, default=0, metavar="N",
                    help="use N portraits spread over the set (default: all; -1: skip)")
+    p.add_argument("--people", type=int, default=0, metavar="N",
+                   help="use N of the people_varied pictures spread over the set (default: all; -1: skip)")
     p.add_argument("--frames", type=int, default=300, metavar="N",
                    help="frames of each video (default 300; 0: skip the videos)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing of the stages")
@@ -352,7 +292,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    result = evaluate(settings, portraits=args.portraits, frames=args.frames, timing=not args.no_timing)
+    result = evaluate(settings, portraits=args.portraits, people=args.people, frames=args.frames,
+                      timing=not args.no_timing)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     if args.strip:
         for path in write_strips(settings, Path(args.strip)):

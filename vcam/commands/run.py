@@ -19,6 +19,7 @@ import sdnotify
 from vcam.compositing.backgrounds import BackgroundError
 from vcam.compositing.look import Look, look_from_settings
 from vcam.config import EFFECTS, Settings, load_settings
+from vcam.control.runtime import acquire_instance_lock, socket_path
 from vcam.control.wiring import start_controls
 from vcam.live.pipeline import Pipeline
 from vcam.live.state import LiveState, LiveStateHolder
@@ -32,7 +33,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run the virtual camera (the daemon)",
                               description="Read the webcam, change the background and send the result to the "
                                           "virtual camera until stopped (SIGTERM/SIGINT).")
-    p.add_argument("--source", metavar="DEV|FILE", help="camera: /dev/videoN, an index, or a video/image file")
+    p.add_argument("--source", metavar="DEV|FILE",
+                   help="camera: /dev/videoN, an index, or a video/image file")
     p.add_argument("--sink", choices=("virtualcam", "preview", "file", "null"), help="where frames go")
     p.add_argument("--device", metavar="DEV", help="the v4l2loopback device (default from [output] device)")
     p.add_argument("--effect", choices=EFFECTS, help="background effect")
@@ -96,8 +98,24 @@ class Watchdog:
         self._sent_before, self._dead_before = status["frames_sent"], dead
         return message
 
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    # One vcam per control socket, decided before anything is opened (background, model, camera, device):
+    # a refused second instance must not touch the first one's devices.
+    instance = acquire_instance_lock(socket_path(settings.control))
+    # A reload request while the model is still loading must not kill us (SIGHUP's default; the cli
+    # already ignores it from the start); the controls install the real reload handler once they run.
+    previous = {signal.SIGHUP: signal.signal(signal.SIGHUP, signal.SIG_IGN)}
+    try:
+        return _serve(args, settings, previous)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        instance.release()
+
+
+def _serve(args: argparse.Namespace, settings: Settings, previous: dict) -> int:
     holder = LiveStateHolder(LiveState(look=startup_look(settings), mirror=settings.output.mirror))
     pipeline = Pipeline(settings, holder)
     stop = threading.Event()
@@ -106,10 +124,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    # A reload request while the model is still loading must not kill us (SIGHUP's default); the
-    # controls install the real reload handler once they run.
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    previous.update({sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)})
     notifier = sdnotify.SystemdNotifier()
     controls: list = []
     pipeline.start()  # VcamError (no device, no permission, bad model) -> exit 2 with the fix
@@ -126,16 +141,16 @@ def run(args: argparse.Namespace) -> int:
             notifier.notify(watchdog.message(pipeline.status()))
     finally:
         notifier.notify("STOPPING=1")
+        # The camera and the device first: whatever a control is busy with (a reload, a background stuck
+        # loading), stopping must release them at once.
         t0 = time.perf_counter()
+        pipeline.stop()
+        t1 = time.perf_counter()
         for control in controls:
             try:
                 control.stop()
             except Exception:
                 log.exception("stopping %r failed", control)
-        t1 = time.perf_counter()
-        pipeline.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("stopped in %.0f ms (controls %.0f ms, pipeline %.0f ms)", (time.perf_counter() - t0) * 1e3,
+        log.info("stopped in %.0f ms (pipeline %.0f ms, controls %.0f ms)", (time.perf_counter() - t0) * 1e3,
                  (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
     return 0

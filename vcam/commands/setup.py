@@ -17,6 +17,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from vcam.control.portal_bus import APP_ID
 from vcam.errors import VcamError
 from vcam.matting import model_cache
 
@@ -24,9 +25,11 @@ DATA = Path(str(resources.files("vcam") / "data"))  # shipped in the package: wo
 MODPROBE_CONF = DATA / "v4l2loopback" / "vcam.conf"
 MODULES_LOAD_CONF = DATA / "v4l2loopback" / "vcam-modules-load.conf"
 SERVICE_FILE = DATA / "vcam.service"
+DESKTOP_FILE = DATA / f"{APP_ID}.desktop"  # the app id the desktop portal knows vcam by (global shortcuts)
 SYS_MODULE = Path("/sys/module/v4l2loopback")
 INSTALL_HINT = ("install the module: Debian/Ubuntu `sudo apt install v4l2loopback-dkms`, "
-                "Fedora `sudo dnf install v4l2loopback` (RPM Fusion), Arch `sudo pacman -S v4l2loopback-dkms`")
+                "Fedora `sudo dnf install v4l2loopback` (RPM Fusion), "
+                "Arch `sudo pacman -S v4l2loopback-dkms`")
 
 
 class SetupError(VcamError):
@@ -35,13 +38,15 @@ class SetupError(VcamError):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("setup", help="install the v4l2loopback configuration (asks for root)",
-                              description="Install /etc/modprobe.d/vcam.conf and /etc/modules-load.d/vcam.conf "
-                                          "(the virtual camera /dev/video10 named \"Virtual Camera\"), load the "
-                                          "module and add you to the video group. Root is needed for these "
-                                          "steps only; they run through sudo when you are not root.")
+                              description="Install /etc/modprobe.d/vcam.conf and "
+                                          "/etc/modules-load.d/vcam.conf (the virtual camera /dev/video10 "
+                                          "named \"Virtual Camera\"), load the module and add you to the "
+                                          "video group. Root is needed for these steps only; they run "
+                                          "through sudo when you are not root.")
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     p.add_argument("--service", action="store_true",
-                   help="also install the systemd user service (run without sudo) instead of the module steps")
+                   help="also install the systemd user service (run without sudo) instead of the module "
+                        "steps")
     p.add_argument("--models", action="store_true",
                    help="download the selfie-segmentation models into vcam's cache (~/.cache/vcam/models), "
                         "where no installed mediapipe ships them (Python 3.13+, aarch64); run without sudo")
@@ -77,6 +82,32 @@ def service_text(vcam_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _exec_arg(arg: str) -> str:
+    """One argument of a .desktop file's Exec key: quoted if it has reserved characters (the desktop entry
+    spec), with the key file's own backslash escaping on top."""
+    if arg and not any(c in ' \t\n"\'\\><~|&;$*?#()`' for c in arg):
+        return arg.replace("%", "%%")
+    quoted = '"' + "".join("\\" + c if c in '"`$\\' else c for c in arg) + '"'
+    return quoted.replace("\\", "\\\\").replace("%", "%%")
+
+
+def desktop_text(vcam_path: str) -> str:
+    """The shipped .desktop file with Exec running this vcam (like the unit's ExecStart)."""
+    command = [vcam_path] if os.path.exists(vcam_path) else vcam_path.split()
+    lines = []
+    for line in DESKTOP_FILE.read_text().splitlines():
+        if line.startswith("Exec="):
+            line = "Exec=" + " ".join(_exec_arg(a) for a in [*command, "run"])
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def desktop_file_target() -> Path:
+    """Where the user's .desktop files go: $XDG_DATA_HOME/applications (~/.local/share/applications)."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "applications" / DESKTOP_FILE.name
+
+
 def vcam_executable() -> str:
     """The vcam of this installation (the venv's), for the service's ExecStart."""
     candidate = Path(sys.executable).parent / "vcam"
@@ -88,8 +119,10 @@ def run_setup(args: argparse.Namespace) -> int:
         return _setup_models(args.models_from, args.dry_run)
     if args.service:
         return _setup_service(args.dry_run)
-    if shutil.which("modinfo") and subprocess.run(["modinfo", "v4l2loopback"], capture_output=True).returncode:
-        print(f"vcam setup: the v4l2loopback module is not installed; {INSTALL_HINT}, then run vcam setup again")
+    if shutil.which("modinfo") and subprocess.run(["modinfo", "v4l2loopback"],
+                                                  capture_output=True).returncode:
+        print(f"vcam setup: the v4l2loopback module is not installed; {INSTALL_HINT}, "
+              "then run vcam setup again")
         if not args.dry_run:
             return 1
     sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -100,7 +133,8 @@ def run_setup(args: argparse.Namespace) -> int:
             continue
         r = subprocess.run(full)
         if r.returncode:
-            raise SetupError(f"`{shlex.join(full)}` failed (exit {r.returncode}); see docs/troubleshooting.md")
+            raise SetupError(f"`{shlex.join(full)}` failed (exit {r.returncode}); "
+                             "see docs/troubleshooting.md")
     if args.dry_run:
         print("dry run: nothing was changed. Without --dry-run, these commands would configure /dev/video10 "
               "\"Virtual Camera\" and load it at every boot.")
@@ -118,7 +152,8 @@ def _setup_models(source: str | None, dry_run: bool) -> int:
             print(f"model {name}: {path} ({origin}, checksum verified)")
         return 0
     where = source or model_cache.WHEEL_URL
-    print(f"+ download {where}, verify its sha256 and extract the selfie models into {model_cache.cache_dir()}")
+    print(f"+ download {where}, verify its sha256 and extract the selfie models into "
+          f"{model_cache.cache_dir()}")
     if dry_run:
         print("dry run: nothing was downloaded")
         return 0
@@ -132,19 +167,22 @@ def _setup_service(dry_run: bool) -> int:
         raise SetupError("--service installs a *user* service: run `vcam setup --service` without sudo")
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     target = base / "systemd" / "user" / "vcam.service"
-    text = service_text(vcam_executable())
-    print(f"+ write {target}")
+    desktop = desktop_file_target()  # the app id for the desktop portal's global shortcuts (Wayland)
+    files = {target: service_text(vcam_executable()), desktop: desktop_text(vcam_executable())}
+    for path in files:
+        print(f"+ write {path}")
     cmds = [["systemctl", "--user", "daemon-reload"]]
     if not dry_run:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
     for cmd in cmds:
         print("+", shlex.join(cmd))
         if not dry_run and shutil.which("systemctl"):
             subprocess.run(cmd)
     if dry_run:
-        print(f"dry run: nothing was changed. Without --dry-run, this would write {target} and reload systemd; "
-              "then: systemctl --user enable --now vcam")
+        print(f"dry run: nothing was changed. Without --dry-run, this would write {target} and {desktop} "
+              "and reload systemd; then: systemctl --user enable --now vcam")
         return 0
     print("now: systemctl --user enable --now vcam   (logs: journalctl --user -u vcam -f)")
     return 0

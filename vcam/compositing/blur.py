@@ -45,4 +45,5 @@ class SmallBlur:
         k = max(1, round(strength / factor)) + 1
         back = k // 2 if k % 2 else k // 2 - 1
         cv2.blur(small, (k, k), dst=self._box, borderType=cv2.BORDER_REPLICATE)
-        return cv2.blur(self._box, (k, k), dst=self._out, anchor=(back, back), borderType=cv2.BORDER_REPLICATE)
+        return cv2.blur(self._box, (k, k), dst=self._out, anchor=(back, back),
+                        borderType=cv2.BORDER_REPLICATE)

@@ -11,7 +11,7 @@ same effects plane by plane.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -45,14 +45,8 @@ class BGRCompositor:
         self._solids = SolidColors()  # filled once per size, not every frame
         self._blur = SmallBlur()
         self._reducer = Reducer()  # the blur's small picture when the Matte brings none
-        self._draw: dict[str, Draw] = {
-            "blur": self._draw_blur,
-            "desaturate": self._draw_desaturated,
-            "transparent": self._draw_key,
-            "replace": self._draw_picture,
-            "video": self._draw_picture,
-            "none": self._draw_none,
-        }
+        self._draw: dict[str, Draw] = {name: getattr(self, f"_draw_{e.draws}") for name, e in EFFECTS.items()
+                                       if e.draws}
 
     def _ensure(self, size: tuple[int, int]) -> None:
         """The frame-sized buffers, made once per size."""

@@ -11,7 +11,7 @@ the BGR compositor's too, so both give the same look (`vcam apply` and `vcam eva
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -51,14 +51,8 @@ class I420Compositor:
         self._blur = SmallBlur()
         self._reducer = Reducer()  # the blur's small picture when the Matte brings none
         self._small_planes: list[np.ndarray] = []
-        self._draw: dict[str, Draw] = {
-            "blur": self._draw_blur,
-            "desaturate": self._draw_desaturated,
-            "transparent": self._draw_key,
-            "replace": self._draw_picture,
-            "video": self._draw_picture,
-            "none": self._draw_none,
-        }
+        self._draw: dict[str, Draw] = {name: getattr(self, f"_draw_{e.draws}") for name, e in EFFECTS.items()
+                                       if e.draws}
 
     def _ensure(self, size: tuple[int, int]) -> None:
         """The frame-sized buffers, made once per size."""
@@ -110,10 +104,11 @@ class I420Compositor:
         if not self._small_planes or self._small_planes[0].shape != blurred.shape[:2]:
             self._small_planes = [np.empty(blurred.shape[:2], np.uint8) for _ in range(3)]
         cv2.split(blurred, self._small_planes)
-        for plane, ab in zip(self._small_planes, (i420.LIMIT_Y, i420.LIMIT_C, i420.LIMIT_C)):
+        for plane, ab in zip(self._small_planes, (i420.LIMIT_Y, i420.LIMIT_C, i420.LIMIT_C), strict=True):
             i420.scale_plane(plane, ab, plane)  # to the output's range while small
         y, u, v = i420.planes(out)
-        for small_plane, plane in ((self._small_planes[0], y), (self._small_planes[2], u), (self._small_planes[1], v)):
+        small_y, small_cr, small_cb = self._small_planes  # Y, Cr (V), Cb (U)
+        for small_plane, plane in ((small_y, y), (small_cb, u), (small_cr, v)):
             cv2.resize(small_plane, plane.shape[::-1], dst=plane, interpolation=cv2.INTER_LINEAR)
         return out
 
@@ -179,7 +174,7 @@ class I420Compositor:
     @staticmethod
     def _blend_box(planes: tuple[Plane, ...], box: tuple[slice, slice], a: np.ndarray, inv: np.ndarray,
                    fg: np.ndarray) -> None:
-        """dst[box] = limited(src[box]) * a + dst[box] * inv for each (src, dst, range) plane; `fg` is scratch."""
+        """dst[box] = limited(src[box]) * a + dst[box] * inv for each (src, dst, range) plane."""
         scale = 1.0 / 255.0
         for src, dst, ab in planes:
             o = dst[box]

@@ -18,6 +18,7 @@ class Effect:
     background: str | None = None  # "picture" (an image or a colour) or "video": a background the user picks
     live: bool = True  # offered by the daemon; False: files only (`vcam apply`)
     needs_small: bool = False  # draws from the frame reduced by blur_factor() (Matte.small): the blur
+    draws: str = ""  # what each compositor draws behind the person: its method _draw_<draws>; "": none
 
     @property
     def takes_background(self) -> bool:
@@ -25,12 +26,12 @@ class Effect:
 
 
 EFFECTS: dict[str, Effect] = {e.name: e for e in (
-    Effect("blur", "blur the background", needs_small=True),
-    Effect("replace", "an image or a colour behind you", background="picture"),
-    Effect("video", "a looping video behind you", background="video"),
-    Effect("desaturate", "the background in grey"),
-    Effect("transparent", "the background keyed out (a key colour live, alpha in PNG files)"),
-    Effect("none", "the camera picture as it is", needs_matte=False),
+    Effect("blur", "blur the background", needs_small=True, draws="blur"),
+    Effect("replace", "an image or a colour behind you", background="picture", draws="picture"),
+    Effect("video", "a looping video behind you", background="video", draws="picture"),
+    Effect("desaturate", "the background in grey", draws="desaturated"),
+    Effect("transparent", "the background keyed out (a key colour live, alpha in PNG files)", draws="key"),
+    Effect("none", "the camera picture as it is", needs_matte=False, draws="none"),
     Effect("mask", "the matte itself, as a grey picture", live=False),
 )}
 

@@ -13,6 +13,7 @@ from vcam.compositing.look import Look
 from vcam.config import MatteSettings, Settings
 from vcam.matting.matte import Matte
 from vcam.matting.matting import Matting, StageTimes
+from vcam.matting.quality import BestStills
 
 
 class Engine:
@@ -22,11 +23,13 @@ class Engine:
     Inputs: BGR uint8 frames, with their time (ms) in video mode, and the Look for each.
     Outputs: process(): the composited BGR frame; alpha(): the final alpha matte (masks, eval);
         matte(): the frame's Matte. Each in a buffer reused by the next call.
-    Options: Settings' [segmentation] and [matte] (Matting); `video`: a stream rather than stills.
+    Options: Settings' [segmentation] and [matte] (Matting); `video`: a stream rather than stills, which
+        with [matte] quality = "best" get more model passes and a colour guide (matting/quality.py).
     """
 
     def __init__(self, settings: Settings, *, video: bool) -> None:
         self.matting = Matting(settings, video=video)
+        self.stills = None if video else BestStills(self.matting)
         self.compositor = BGRCompositor()
         self._matte = Matte.blank((0, 0))  # refilled for each frame
         self._alpha = np.empty((0, 0), np.uint8)  # alpha()'s result
@@ -39,7 +42,7 @@ class Engine:
     def close(self) -> None:
         self.matting.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -48,6 +51,9 @@ class Engine:
     def matte(self, frame: np.ndarray, timestamp_ms: int | None = None, matte: MatteSettings | None = None,
               blur: int | None = None) -> Matte:
         """The frame's Matte (matting/matte.py), in a value reused by the next call."""
+        quality = (matte or self.matting.builder.settings).quality
+        if self.stills is not None and quality == "best" and frame.ndim == 3:
+            return self.stills.run(frame, matte, blur=blur, into=self._matte)
         return self.matting.run(frame, timestamp_ms, matte, blur=blur, into=self._matte)
 
     def alpha(self, frame: np.ndarray, timestamp_ms: int | None = None,
@@ -67,4 +73,5 @@ class Engine:
             self.matting.times = StageTimes()
             return self.compositor.composite(frame, None, look)
         m = self.matte(frame, timestamp_ms, look.matte, blur=look.blur if effect.needs_small else None)
-        return self.compositor.composite(frame, m, look, t=None if timestamp_ms is None else timestamp_ms / 1000.0)
+        t = None if timestamp_ms is None else timestamp_ms / 1000.0
+        return self.compositor.composite(frame, m, look, t=t)

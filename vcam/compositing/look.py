@@ -22,7 +22,7 @@ class Look:
     key_color: tuple[int, int, int] = (0, 255, 0)
     matte: MatteSettings | None = None  # None: keep the engine's current matte settings
 
-    def with_changes(self, **changes) -> "Look":
+    def with_changes(self, **changes) -> Look:
         return dataclasses.replace(self, **changes)
 
 
@@ -33,5 +33,6 @@ def look_from_settings(settings: Settings, background: Background | None = None)
         background = load_background(eff.background)
     key = parse_color(eff.key_color)
     if key is None:
-        raise ConfigError(f"{settings.source_files[-1]}: [effect] key_color is not a colour: {eff.key_color!r}")
+        raise ConfigError(f"{settings.source_files[-1]}: [effect] key_color is not a colour: "
+                          f"{eff.key_color!r}")
     return Look(effect=eff.name, background=background, blur=eff.blur, key_color=key, matte=settings.matte)

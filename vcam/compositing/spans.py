@@ -90,7 +90,7 @@ class PersonSpans:
         starts = np.nonzero(change == 1)  # (strip, column) of each solid run's start, row-major
         ends = np.nonzero(change == -1)[1]
         solid_runs: dict[int, list[tuple[int, int]]] = {}
-        for i, a, b in zip(starts[0].tolist(), starts[1].tolist(), ends.tolist()):
+        for i, a, b in zip(starts[0].tolist(), starts[1].tolist(), ends.tolist(), strict=True):
             a, b = -(-a // ALIGN) * ALIGN, b // ALIGN * ALIGN
             if b - a >= MIN_SOLID:
                 solid_runs.setdefault(i, []).append((a, b))
@@ -125,7 +125,7 @@ class PersonSpans:
                 return int(np.floor((row + 0.5) * sh / h - 0.5))
 
             self._mask_rows = [(max(0, mask_row(a) - 1), min(sh, mask_row(b - 1) + 3))
-                               for a, b in zip(y.tolist(), y_end.tolist())]
+                               for a, b in zip(y.tolist(), y_end.tolist(), strict=True)]
             x = np.floor((np.arange(w) + 0.5) * sw / w - 0.5).astype(np.intp)
             self._mask_cols = np.clip(x, 0, sw - 1)
             self._gmax = np.empty((len(self._mask_rows), sw + 3), np.uint8)

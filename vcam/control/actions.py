@@ -2,35 +2,42 @@
 change is made one way and reaches the next frame whole.
 
 Each action turns the current LiveState into a new one inside `LiveStateHolder.update`, so the worker,
-which reads the state once per frame, sees either all of a change or none of it. Background switches
-load on the library's loader thread and swap from there. One lock serialises the actions, so two
-clients pressing at once can't interleave half-changes.
+which reads the state once per frame, sees either all of a change or none of it. One lock serialises the
+actions' changes, so two clients pressing at once can't interleave half-changes; but no lock is held
+while a background loads (the loader swaps it in, the action waits for it afterwards, and a switch whose
+caller gave up is dropped, never applied later), and pause/resume touch only the LiveState, so the
+privacy pause takes effect at once whatever else is pending.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable, Protocol
+from typing import Protocol
 
-from vcam.compositing.backgrounds import Background, ColorBackground
+from vcam.compositing.backgrounds import Background, ColorBackground, parse_color
 from vcam.compositing.effects import LIVE_EFFECTS, takes_background
 from vcam.config import Settings, load_settings
 from vcam.control.catalog import (
     BLUR_STEP,
     EDGE_STEP,
     EFFECT_CYCLE,
+    IMMEDIATE_ACTIONS,
     ActionError,
     find_action,
 )
 from vcam.control.library import BackgroundLibrary, Switch, effect_for
+from vcam.control.loader import LoadAbandoned, LoadJob, Superseded
 from vcam.control.reload import reload_settings
 from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
 
 log = logging.getLogger(__name__)
 
+# How long an action waits for its background: a load's deadline (loader.LOAD_DEADLINE_S) plus one queued
+# before it, and less than the 15 s `vcam ctl` waits for a reply.
 LOAD_TIMEOUT_S = 10.0
 
 
@@ -40,6 +47,14 @@ class LivePipeline(Protocol):
     def status(self) -> dict: ...
 
     def reconfigure(self, settings: Settings) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """A switch handed to the loader, waited for once the lock is released; `then` makes the reply."""
+
+    job: LoadJob
+    then: Callable[[Switch], dict]
 
 
 class Controller:
@@ -58,7 +73,9 @@ class Controller:
         self.library = BackgroundLibrary(settings.backgrounds.paths, self.frame_size)
         self.reload_listeners: list[Callable[[Settings], None]] = []
         self.status_providers: list[Callable[[], dict]] = []
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        self.reload_lock = threading.Lock()  # one reload at a time (reload_settings)
+        self._closed = False
 
     def _load_file(self) -> Settings:
         return load_settings(self.config_path)
@@ -79,17 +96,36 @@ class Controller:
         args = list(args)
         spec.check_args(args)
         handler = HANDLERS[spec.name]
-        if spec.name == "status":  # read-only: answer even while a switch is loading
-            return handler(self)
-        with self._lock:
-            try:
+        try:
+            if spec.name in IMMEDIATE_ACTIONS:
                 return handler(self, *args)
-            except ActionError:
-                raise
-            except VcamError as e:
-                raise ActionError(str(e)) from None
+            if self._closed:
+                raise ActionError("vcam is stopping")
+            if spec.name == "reload":  # takes the lock itself, only around its commit
+                return self.finish(handler(self))
+            with self.lock:
+                outcome = handler(self, *args)
+            return self.finish(outcome)
+        except ActionError:
+            raise
+        except VcamError as e:
+            raise ActionError(str(e)) from None
+
+    def finish(self, outcome: dict | Pending) -> dict:
+        """The reply of an action: at once, or once its background is live (waited for without a lock)."""
+        if not isinstance(outcome, Pending):
+            return outcome
+        try:
+            switch = self.wait(outcome.job)
+        except Superseded:
+            result = _live_summary(self)
+            result["note"] = "replaced by a later switch before it loaded"
+            return result
+        return outcome.then(switch)
 
     def close(self) -> None:
+        """Refuse further actions and drop pending loads; returns at once (never waits on a load)."""
+        self._closed = True
         self.library.close()
 
     # -- helpers used by the actions ------------------------------------------------------------------------
@@ -111,11 +147,20 @@ class Controller:
         if switch.background is not None and old[0] is not switch.background:
             self.library.retire(old[0])
 
-    def wait(self, future) -> Switch:
+    def show_now(self, background: Background) -> None:
+        """Show a background that needs no loading (a colour) at once, over any load still pending."""
+        self.library.supersede()
+        self.show_switch(Switch(background, None))
+
+    def wait(self, job: LoadJob) -> Switch:
+        """The switch `job` made live; ActionError if it failed or took too long (then it is dropped)."""
         try:
-            return future.result(timeout=LOAD_TIMEOUT_S)
+            return job.result(LOAD_TIMEOUT_S)
         except FutureTimeout:
-            raise ActionError(f"background still loading after {LOAD_TIMEOUT_S:.0f} s") from None
+            if job.drop(LoadAbandoned(f"{job.label}: the request gave up waiting")):
+                raise ActionError(f"background {job.label} still loading after {LOAD_TIMEOUT_S:g} s; "
+                                  f"dropped, nothing changed") from None
+            return job.result(1.0)  # applied (or abandoned) just as we gave up: that outcome
 
 
 def _library_index(controller: Controller, bg: Background | None) -> int | None:
@@ -146,8 +191,8 @@ def _live_summary(controller: Controller) -> dict:
     }
 
 
-# -- effects --------------------------------------------------------------------------------------------------
-def _set_effect(controller: Controller, name: str) -> dict:
+# -- effects -------------------------------------------------------------------------------------------------
+def _set_effect(controller: Controller, name: str) -> dict | Pending:
     name = name.strip().lower()
     if name not in LIVE_EFFECTS:
         raise ActionError(f"effect {name!r} is not one of {', '.join(LIVE_EFFECTS)}")
@@ -155,71 +200,74 @@ def _set_effect(controller: Controller, name: str) -> dict:
     if takes_background(name):
         if look.background is None:
             # A background effect with nothing loaded: the config's [effect] background, else the library's
-            # current entry, else white. Loaded on the library's loader thread, never on the frame path.
+            # current entry, else white. Loaded by the library's loader, never on the frame path.
             configured = controller.settings.effect.background.strip()
-            if configured:
-                try:
-                    controller.wait(controller.library.select(configured, lambda s: controller.show_switch(s)))
-                    return _live_summary(controller)
-                except VcamError as e:
-                    log.warning("[effect] background not usable (%s); using the library or white", e)
-            if len(controller.library):
-                switch = controller.wait(controller.library.current(lambda s: controller.show_switch(s)))
-                if switch.background is None:
-                    raise ActionError("no background in the library can be decoded; staying on blur")
-                return _live_summary(controller)
-            controller.change(lambda s: s.with_changes(look=s.look.with_changes(
-                effect="replace", background=ColorBackground((255, 255, 255), "white"))))
+            color = parse_color(configured) if configured else None
+            if color is None and (configured or len(controller.library)):
+                return Pending(controller.library.for_effect(configured, controller.show_switch),
+                               lambda switch: _shown_or_refused(controller, switch))
+            controller.show_now(ColorBackground(color or (255, 255, 255), configured if color else "white"))
             return _live_summary(controller)
         name = effect_for(look.background)
     controller.change(lambda s: s.with_changes(look=s.look.with_changes(effect=name)))
     return _live_summary(controller)
 
 
-def _cycle_effect(controller: Controller, delta: int) -> dict:
+def _shown_or_refused(controller: Controller, switch: Switch) -> dict:
+    if switch.background is None:
+        raise ActionError("no background in the library can be decoded; staying on blur")
+    return _live_summary(controller)
+
+
+def _cycle_effect(controller: Controller, delta: int) -> dict | Pending:
     current = controller.holder.get().look.effect
     current = "replace" if current == "video" else current
     i = EFFECT_CYCLE.index(current) if current in EFFECT_CYCLE else 0
     return _set_effect(controller, EFFECT_CYCLE[(i + delta) % len(EFFECT_CYCLE)])
 
 
-def next_effect(controller: Controller) -> dict:
+def next_effect(controller: Controller) -> dict | Pending:
     return _cycle_effect(controller, +1)
 
 
-def previous_effect(controller: Controller) -> dict:
+def previous_effect(controller: Controller) -> dict | Pending:
     return _cycle_effect(controller, -1)
 
 
-def effect(controller: Controller, name: str) -> dict:
+def effect(controller: Controller, name: str) -> dict | Pending:
     return _set_effect(controller, name)
 
 
-# -- backgrounds ----------------------------------------------------------------------------------------------
-def _step_background(controller: Controller, delta: int) -> dict:
-    switch = controller.wait(controller.library.step(delta, controller.show_switch))
-    result = _live_summary(controller)
-    if switch.skipped:
-        result["skipped"] = list(switch.skipped)
-    if switch.background is None:
-        result["note"] = "no usable background in the library: blur"
-    return result
+# -- backgrounds ---------------------------------------------------------------------------------------------
+def _step_background(controller: Controller, delta: int) -> Pending:
+    def reply(switch: Switch) -> dict:
+        result = _live_summary(controller)
+        if switch.skipped:
+            result["skipped"] = list(switch.skipped)
+        if switch.background is None:
+            result["note"] = "no usable background in the library: blur"
+        return result
+    return Pending(controller.library.step(delta, controller.show_switch), reply)
 
 
-def next_background(controller: Controller) -> dict:
+def next_background(controller: Controller) -> Pending:
     return _step_background(controller, +1)
 
 
-def previous_background(controller: Controller) -> dict:
+def previous_background(controller: Controller) -> Pending:
     return _step_background(controller, -1)
 
 
-def background(controller: Controller, target: str) -> dict:
-    controller.wait(controller.library.select(target, controller.show_switch))
-    return _live_summary(controller)
+def background(controller: Controller, target: str) -> dict | Pending:
+    color = parse_color(target)
+    if color is not None:  # nothing to load: shown at once, never queued behind a slow file
+        controller.show_now(ColorBackground(color, target.strip()))
+        return _live_summary(controller)
+    job = controller.library.select(target, controller.show_switch)
+    return Pending(job, lambda _switch: _live_summary(controller))
 
 
-# -- blur and edge --------------------------------------------------------------------------------------------
+# -- blur and edge -------------------------------------------------------------------------------------------
 def _blur_by(controller: Controller, factor: float) -> dict:
     def change(s: LiveState) -> LiveState:
         blur = s.look.blur
@@ -254,7 +302,7 @@ def edge_harder(controller: Controller) -> dict:
     return _edge_by(controller, -EDGE_STEP)
 
 
-# -- mirror and privacy ---------------------------------------------------------------------------------------
+# -- mirror and privacy --------------------------------------------------------------------------------------
 def mirror(controller: Controller, mode: str = "toggle") -> dict:
     mode = mode.strip().lower()
     if mode not in ("on", "off", "toggle"):
@@ -267,26 +315,32 @@ def toggle_mirror(controller: Controller) -> dict:
     return mirror(controller, "toggle")
 
 
-def pause(controller: Controller) -> dict:
-    controller.change(lambda s: s.with_changes(paused=True))
-    log.info("paused: sending the placeholder, camera released")
+def _set_paused(controller: Controller, paused: bool | None) -> dict:
+    """Pause (True), resume (False) or toggle (None) in one LiveState swap, without the controller's lock."""
+    state = controller.change(lambda s: s.with_changes(paused=(not s.paused) if paused is None else paused))
+    log.info("paused: sending the placeholder, camera released" if state.paused else "resumed")
     return _live_summary(controller)
+
+
+def pause(controller: Controller) -> dict:
+    return _set_paused(controller, True)
 
 
 def resume(controller: Controller) -> dict:
-    controller.change(lambda s: s.with_changes(paused=False))
-    log.info("resumed")
-    return _live_summary(controller)
+    return _set_paused(controller, False)
 
 
 def toggle_pause(controller: Controller) -> dict:
-    return resume(controller) if controller.holder.get().paused else pause(controller)
+    return _set_paused(controller, None)
 
 
-# -- config and status ----------------------------------------------------------------------------------------
-def reload(controller: Controller) -> dict:
-    reload_settings(controller)
-    return _live_summary(controller)
+# -- config and status ---------------------------------------------------------------------------------------
+def reload(controller: Controller) -> dict | Pending:
+    effect_name = reload_settings(controller)
+    if effect_name is None:
+        return _live_summary(controller)
+    with controller.lock:  # the new [effect] shows the library's entry, or white
+        return _set_effect(controller, effect_name)
 
 
 def status(controller: Controller) -> dict:
@@ -305,8 +359,8 @@ def status(controller: Controller) -> dict:
     return result
 
 
-# What each action of the catalog runs (tests/test_control.py checks the two name the same actions).
-HANDLERS: dict[str, Callable[..., dict]] = {
+# What each action of the catalog runs (tests/test_server.py checks the two name the same actions).
+HANDLERS: dict[str, Callable[..., dict | Pending]] = {
     "next-effect": next_effect,
     "previous-effect": previous_effect,
     "effect": effect,

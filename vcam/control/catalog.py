@@ -11,6 +11,9 @@ from vcam.errors import VcamError
 EFFECT_CYCLE = ("blur", "replace", "desaturate", "transparent", "none")
 BLUR_STEP = 1.5  # blur stronger/weaker multiplies/divides the radius: even steps to the eye
 EDGE_STEP = 0.1  # matte edge_width per softer/harder step (confidence units)
+# Touch only the LiveState (or only read it): never behind the controller's lock nor queued behind a slow
+# switch, so the privacy pause takes effect at once whatever else is pending.
+IMMEDIATE_ACTIONS = frozenset({"status", "pause", "resume", "toggle-pause"})
 
 
 class ActionError(VcamError):
@@ -57,8 +60,8 @@ ACTIONS: dict[str, ActionSpec] = {a.name: a for a in [
     ActionSpec("status", "", "effect, background, fps, latency, camera and on-demand state"),
 ]}
 
-ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background", "previous-bg": "previous-background",
-           "prev-effect": "previous-effect", "bg": "background"}
+ALIASES = {"next-bg": "next-background", "prev-bg": "previous-background",
+           "previous-bg": "previous-background", "prev-effect": "previous-effect", "bg": "background"}
 
 
 def find_action(name: str) -> ActionSpec:

@@ -1,4 +1,4 @@
-"""Global hotkeys (pynput, X11) that run the named actions, and outlive a display that is missing or goes away.
+"""Global hotkeys (pynput, X11) that run the named actions and outlive a display that is missing or goes away.
 
 pynput connects to X when `pynput.keyboard` is imported, so without a display hotkeys are off with one
 log line while a supervisor thread retries. Actions run on their own thread, so a slow switch never holds
@@ -15,11 +15,10 @@ import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from collections.abc import Callable
 
-from vcam.config import HotkeySettings
-from vcam.errors import VcamError
+from vcam.config import HOTKEY_OPTIONS, HotkeySettings
+from vcam.control.key_actions import KeyActions
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +26,14 @@ RETRY_S = 5.0  # how often to look for a display while hotkeys are waiting for o
 
 
 def bindings(settings: HotkeySettings) -> dict[str, str]:
-    """{pynput combination: action name}; a config key next_background binds action next-background."""
-    if not settings.enabled:
+    """{pynput combination: action name}; a config key next_background binds action next-background.
+    Empty with `enabled = false` or `backend = "off"`."""
+    if not settings.enabled or settings.backend == "off":
         return {}
     result = {}
     for f in dataclasses.fields(settings):
         combo = getattr(settings, f.name)
-        if f.name != "enabled" and combo:
+        if f.name not in HOTKEY_OPTIONS and combo:
             result[combo] = f.name.replace("_", "-")
     return result
 
@@ -71,13 +71,13 @@ class HotkeyService:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcam-hotkey-action")
+        self._runner = KeyActions(dispatch, log, "hotkey action")
         self._thread: threading.Thread | None = None
         self.state = "starting"
         self.fired = 0
 
-    # -- public -----------------------------------------------------------------------------------------------
-    def start(self) -> "HotkeyService":
+    # -- public ----------------------------------------------------------------------------------------------
+    def start(self) -> HotkeyService:
         self._thread = threading.Thread(target=self._supervise, name="vcam-hotkeys", daemon=True)
         self._thread.start()
         return self
@@ -96,7 +96,7 @@ class HotkeyService:
         if self._thread is not None:
             self._thread.join(timeout=3)
         self._stop_listener()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._runner.stop()
 
     def status(self) -> dict:
         return {"hotkeys": self.state}
@@ -110,7 +110,7 @@ class HotkeyService:
             self._stop.wait(0.05)
         return False
 
-    # -- supervisor thread --------------------------------------------------------------------------------------
+    # -- supervisor thread -----------------------------------------------------------------------------------
     def _set_state(self, state: str, level: int = logging.INFO) -> None:
         if state != self.state:  # one line per change, not one per retry
             self.state = state
@@ -120,16 +120,7 @@ class HotkeyService:
         # Runs on pynput's thread: hand off at once so the X event stream never waits for an action.
         self.fired += 1
         log.info("hotkey %s: %s", combo, action)
-        try:
-            self._executor.submit(self._run_action, action)
-        except RuntimeError:  # stopping
-            pass
-
-    def _run_action(self, action: str) -> None:
-        try:
-            self._dispatch(action)
-        except Exception as e:
-            log.warning("hotkey action %s failed: %s", action, e, exc_info=not _is_user_error(e))
+        self._runner.submit(action)
 
     def _stop_listener(self) -> None:
         listener, self._listener = self._listener, None
@@ -224,7 +215,3 @@ def _listener_class(keyboard):
 
         cls = _listener_classes[keyboard] = Listener
     return cls
-
-
-def _is_user_error(e: BaseException) -> bool:
-    return isinstance(e, VcamError)

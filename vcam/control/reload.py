@@ -12,16 +12,19 @@ import os
 import select
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from inotify_simple import INotify, flags
 
+from vcam.compositing.backgrounds import Background
 from vcam.compositing.effects import takes_background
-from vcam.compositing.look import look_from_settings
+from vcam.compositing.look import Look, look_from_settings
 from vcam.config import Settings, user_config_path
 from vcam.control.catalog import ActionError
-from vcam.control.library import BackgroundLibrary, prewarm
+from vcam.control.library import BackgroundLibrary, Switch
 from vcam.errors import VcamError
 from vcam.live.state import LiveState
 
@@ -40,6 +43,8 @@ class ReloadTarget(Protocol):
     settings: Settings
     library: BackgroundLibrary
     reload_listeners: list[Callable[[Settings], None]]
+    lock: threading.RLock
+    reload_lock: threading.Lock
 
     @property
     def pipeline(self) -> Reconfigurable: ...
@@ -50,7 +55,7 @@ class ReloadTarget(Protocol):
 
     def change(self, fn: Callable[[LiveState], LiveState]) -> LiveState: ...
 
-    def run(self, name: str, args: list[str]) -> dict: ...
+    def wait(self, job) -> Switch: ...
 
 
 class ReloadRunner(Protocol):
@@ -61,31 +66,67 @@ class ReloadRunner(Protocol):
     def run(self, name: str) -> object: ...
 
 
-def reload_settings(controller: ReloadTarget) -> Settings:
-    """Load the config again and apply it to `controller`; ActionError if it is rejected."""
-    old = controller.settings
-    try:
-        new = controller.load_settings()
-        look = look_from_settings(new) if new.effect != old.effect else None  # may load [effect] background
-        if look is not None and look.background is not None:
-            prewarm(look.background, controller.frame_size())  # here, not on the frame path
-    except VcamError as e:
-        log.error("config reload rejected, keeping the running config: %s", e)
-        raise ActionError(f"config rejected, running config kept: {e}") from None
-    try:
-        controller.pipeline.reconfigure(new)
-    except VcamError as e:
-        if look is not None and look.background is not None:
-            look.background.close()
-        log.error("config reload: the pipeline refused it, keeping the running config: %s", e)
-        raise ActionError(f"config rejected, running config kept: {e}") from None
-    controller.settings = new
+def _effect_background(controller: ReloadTarget, new: Settings) -> Background | None:
+    """The new [effect] background, loaded by the library's loader (so within its deadline), or None."""
+    eff = new.effect
+    if not (eff.background.strip() and takes_background(eff.name)):
+        return None
+    return controller.wait(controller.library.load(eff.background)).background
 
-    if new.backgrounds != old.backgrounds:
-        old_library = controller.library
-        controller.library = BackgroundLibrary(new.backgrounds.paths, controller.frame_size)
-        old_library.close()  # the background on screen stays open; the new library retires it when replaced
 
+def _rejected(e: VcamError, what: str, background: Background | None,
+              library: BackgroundLibrary | None) -> ActionError:
+    if background is not None:
+        background.close()
+    if library is not None:
+        library.close("the reload was rejected")
+    log.error("config reload%s, keeping the running config: %s", what, e)
+    return ActionError(f"config rejected, running config kept: {e}")
+
+
+def reload_settings(controller: ReloadTarget) -> str | None:
+    """Load the config again and apply it to `controller`; ActionError if it is rejected.
+
+    Files are read and backgrounds loaded before the controller's lock is taken; the settings are
+    committed last, so a reload that fails half-way is tried again in full by the next one. Returns the
+    background effect still to be shown from the library (one with no [effect] background), or None."""
+    with controller.reload_lock:
+        old = controller.settings
+        look: Look | None = None
+        background: Background | None = None
+        library: BackgroundLibrary | None = None
+        try:
+            new = controller.load_settings()
+            if new.effect != old.effect:
+                background = _effect_background(controller, new)
+                look = look_from_settings(new, background=background)
+            if new.backgrounds != old.backgrounds:  # scanned here, outside the lock (a big folder is slow)
+                library = BackgroundLibrary(new.backgrounds.paths, controller.frame_size)
+        except VcamError as e:
+            raise _rejected(e, " rejected", background, library) from None
+        with controller.lock:
+            try:
+                controller.pipeline.reconfigure(new)
+            except VcamError as e:
+                raise _rejected(e, ": the pipeline refused it", background, library) from None
+            if library is not None:
+                old_library, controller.library = controller.library, library
+                old_library.close("the library was reloaded")  # the background on screen stays open
+            _apply_look(controller, old, new, look)
+            for listener in list(controller.reload_listeners):
+                try:
+                    listener(new)
+                except Exception:
+                    log.exception("config reload: a listener failed (the rest of the config is applied)")
+            controller.settings = new
+    log.info("config reloaded from %s", new.source_files[-1])
+    if look is not None and takes_background(look.effect) and look.background is None:
+        return look.effect
+    return None
+
+
+def _apply_look(controller: ReloadTarget, old: Settings, new: Settings, look: Look | None) -> None:
+    """The new look, matte and mirror in one LiveState swap; the replaced background is retired."""
     replaced = []
 
     def apply(state):
@@ -93,8 +134,8 @@ def reload_settings(controller: ReloadTarget) -> Settings:
         current = state.look
         if look is not None:
             if takes_background(look.effect) and look.background is None:
-                # Its background comes from the library (set_effect below, on the loader thread): keep
-                # what is on screen until then rather than flashing the compositor's white default.
+                # Its background comes from the library (set_effect, after this): keep what is on screen
+                # until then rather than flashing the compositor's white default.
                 current = look.with_changes(effect=current.effect, background=current.background)
             else:
                 replaced.append(current.background)
@@ -110,15 +151,6 @@ def reload_settings(controller: ReloadTarget) -> Settings:
     controller.change(apply)
     for bg in replaced:
         controller.library.retire(bg)
-    if look is not None and takes_background(look.effect) and look.background is None:
-        controller.run("effect", [look.effect])  # the library's entry, or white
-    for listener in list(controller.reload_listeners):
-        try:
-            listener(new)
-        except Exception:
-            log.exception("config reload: a listener failed (the rest of the config is applied)")
-    log.info("config reloaded from %s", new.source_files[-1])
-    return new
 
 
 def reload_logged(controller: ReloadRunner) -> None:
@@ -134,7 +166,8 @@ def reload_logged(controller: ReloadRunner) -> None:
 def install_sighup(controller: ReloadRunner) -> None:
     """SIGHUP reloads the config (on a thread: a handler must not block the main thread's loop)."""
     def handler(signum, frame):
-        threading.Thread(target=reload_logged, args=(controller,), name="vcam-sighup-reload", daemon=True).start()
+        threading.Thread(target=reload_logged, args=(controller,), name="vcam-sighup-reload",
+                         daemon=True).start()
     signal.signal(signal.SIGHUP, handler)
 
 
@@ -146,7 +179,9 @@ class ConfigWatcher:
     applied like a saved one."""
 
     DEBOUNCE_MS = 300
-    FILE_MASK = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
+    # MODIFY too: a file written in several writes is reloaded once it has been quiet for DEBOUNCE_MS, not
+    # half-written at its CREATE
+    FILE_MASK = flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE | flags.MODIFY
     DIR_MASK = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
 
     def __init__(self, controller: ReloadRunner) -> None:
@@ -189,7 +224,7 @@ class ConfigWatcher:
             log.info("config watch: %s does not exist yet; watching %s for it", target, folder)
         return folder == target
 
-    def start(self) -> "ConfigWatcher":
+    def start(self) -> ConfigWatcher:
         if self._watching:
             self._thread = threading.Thread(target=self._run, name="vcam-config-watch", daemon=True)
             self._thread.start()
@@ -229,9 +264,15 @@ class ConfigWatcher:
                         continue
             elif not any(e.name == name for e in events):
                 continue
-            # Let a burst of writes (save = truncate + write + rename) settle, then reload once.
-            while self._read(self.DEBOUNCE_MS) and not self._stop.is_set():
-                pass
+            # Let a burst of writes (save = truncate + write + rename) settle, then reload once: DEBOUNCE_MS
+            # after the last event on the config file (other files changing in its folder don't count).
+            quiet_until = time.monotonic() + self.DEBOUNCE_MS / 1e3
+            while not self._stop.is_set():
+                remaining = quiet_until - time.monotonic()
+                if remaining <= 0:
+                    break
+                if any(e.name == name for e in self._read(max(1, int(remaining * 1e3)))):
+                    quiet_until = time.monotonic() + self.DEBOUNCE_MS / 1e3
             if not self._stop.is_set() and self.path.exists():
                 log.info("config file %s changed: reloading", self.path)
                 reload_logged(self.controller)

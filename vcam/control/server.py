@@ -1,18 +1,21 @@
 """The daemon's control socket, served so that no client, however slow, stuck or hostile, can stall
 the others or the frame path, which it only reaches through the named actions.
 
-The socket lives in $XDG_RUNTIME_DIR (mode 0600, owner only; never TCP) and each client gets its own
-thread, with a read timeout and a size limit.
+The socket lives in $XDG_RUNTIME_DIR or a checked private folder (mode 0600, owner only; never TCP;
+the peer's uid is checked too). Each client gets its own thread, with a read timeout and a size limit,
+up to MAX_CLIENTS at once; beyond that a client gets a one-line "busy" reply (`vcam ctl` retries).
 Request:  {"action": "effect", "args": ["blur"]}      Reply: {"ok": true, "result": {...}}
                                                         or {"ok": false, "error": "..."}
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
 import socket
 import socketserver
+import stat
 import struct
 import threading
 import time
@@ -20,10 +23,30 @@ from pathlib import Path
 from typing import Protocol
 
 from vcam.config import ControlSettings
-from vcam.control.client import socket_path
+from vcam.control.runtime import prepare_socket_dir, socket_path
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
+
+MAX_CLIENTS = 32  # handler threads at once; a request takes milliseconds, so only stuck clients fill them
+BUSY_REPLY = (json.dumps({"ok": False, "busy": True,
+                          "error": f"busy: {MAX_CLIENTS} requests in progress; try again"}) + "\n").encode()
+
+
+def printable(value: object) -> object:
+    """`value` with every string valid Unicode: a file name that is not UTF-8 (kept by Python as lone
+    surrogates) shows as \\xff escapes, so a reply always encodes and any terminal can print it."""
+    if isinstance(value, str):
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    return value
 
 
 class ActionRunner(Protocol):
@@ -35,7 +58,7 @@ class ActionRunner(Protocol):
 class _ClientHandler(socketserver.StreamRequestHandler):
     """One client: read one line (bounded, with a timeout), run the action, write one line."""
 
-    server: "_SocketServer"
+    server: _SocketServer
 
     def setup(self) -> None:
         self.timeout = self.server.client_timeout  # StreamRequestHandler applies it to the socket
@@ -48,7 +71,7 @@ class _ClientHandler(socketserver.StreamRequestHandler):
             log.exception("control request failed")
             reply = {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
         try:
-            self.wfile.write((json.dumps(reply, default=str) + "\n").encode())
+            self.wfile.write((json.dumps(printable(reply), default=str) + "\n").encode())
         except OSError:
             pass  # the client left; nothing to tell
 
@@ -75,14 +98,14 @@ class _ClientHandler(socketserver.StreamRequestHandler):
         try:
             creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _, uid, _ = struct.unpack("3i", creds)
-            if uid != os.getuid():
-                return {"ok": False, "error": "permission denied"}
         except OSError:
-            pass
+            uid = -1  # unknown peer: refused like a stranger
+        if uid != os.getuid():
+            return {"ok": False, "error": "permission denied"}
         limit = self.server.max_request_bytes
         try:
             line = self._read_line(limit)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return {"ok": False, "error": f"no complete request within {self.server.client_timeout} s"}
         except OSError as e:
             return {"ok": False, "error": f"read failed: {e}"}
@@ -115,6 +138,54 @@ class _SocketServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     client_timeout: float
     max_request_bytes: int
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.refused: collections.deque = collections.deque()  # (close after, socket): busy replies
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        """One line, "busy", without a thread. What the client sent is read first and the socket closed a
+        second later, so that closing never resets the connection before the client has read the line."""
+        try:
+            request.setblocking(False)
+            try:
+                request.recv(65536)
+            except OSError:
+                pass
+            request.send(BUSY_REPLY)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.refused.append((time.monotonic() + 1.0, request))
+        self.service_actions()
+
+    def service_actions(self) -> None:
+        """Close the refused sockets whose client has had its second (and any over 256 at once)."""
+        now = time.monotonic()
+        while self.refused and (self.refused[0][0] <= now or len(self.refused) > 256):
+            self.refused.popleft()[1].close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        while getattr(self, "refused", None):
+            self.refused.popleft()[1].close()
+
 
 class ControlServer:
     """Serves the control socket for a Controller until `stop()`."""
@@ -125,13 +196,23 @@ class ControlServer:
         self._settings = settings
         self._server: _SocketServer | None = None
         self._thread: threading.Thread | None = None
+        self._bound: tuple[int, int] | None = None
 
-    def start(self) -> "ControlServer":
+    def start(self) -> ControlServer:
         path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if path.exists() or path.is_symlink():
-            if _in_use(path):
-                raise VcamError(f"{path}: another vcam is already serving this control socket "
+        prepare_socket_dir(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise VcamError(f"{path} exists and is not a socket (a file or a symlink); vcam leaves it "
+                                f"alone: move it away, or set [control] socket")
+            peer = _serving_uid(path)
+            if peer is not None:
+                whose = "another vcam is" if peer == os.getuid() else f"uid {peer} (not you) is"
+                raise VcamError(f"{path}: {whose} already serving this control socket "
                                 f"(stop it, or set [control] socket)")
             path.unlink()  # stale, from a vcam that did not exit cleanly
         old_umask = os.umask(0o177)  # created 0600: no window where others could connect
@@ -142,6 +223,8 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
+        bound = os.stat(path)
+        self._bound = (bound.st_dev, bound.st_ino)
         server.controller = self.controller
         server.client_timeout = self._settings.client_timeout
         server.max_request_bytes = self._settings.max_request_bytes
@@ -159,17 +242,22 @@ class ControlServer:
         server.shutdown()
         server.server_close()
         try:
-            self.path.unlink()
+            st = os.lstat(self.path)
         except FileNotFoundError:
-            pass
+            return
+        if (st.st_dev, st.st_ino) == self._bound:  # only ours: never another vcam's that replaced it
+            self.path.unlink()
+        else:
+            log.info("control socket %s is no longer ours; left in place", self.path)
 
 
-def _in_use(path: Path) -> bool:
-    """True if something accepts connections on `path` (another vcam); False for a stale socket file."""
+def _serving_uid(path: Path) -> int | None:
+    """The uid of whoever accepts connections on `path`, or None for a stale socket file."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         try:
             s.connect(str(path))
-            return True
+            creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return struct.unpack("3i", creds)[1]
         except OSError:
-            return False
+            return None

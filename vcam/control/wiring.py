@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.compositing.effects import takes_background
 from vcam.config import Settings
 from vcam.control.actions import Controller, LivePipeline
-from vcam.control.hotkeys import HotkeyService
+from vcam.control.hotkey_backends import Hotkeys
 from vcam.control.reload import ConfigWatcher, install_sighup
 from vcam.control.server import ControlServer
 from vcam.errors import VcamError
@@ -36,7 +36,7 @@ def start_controls(pipeline: LivePipeline, holder: LiveStateHolder, settings: Se
     """Socket server, hotkeys, config watcher and SIGHUP, all calling one Controller's actions.
 
     `loader` rebuilds settings on reload (the daemon passes its file + command-line overrides).
-    Returns objects with .stop(), to be stopped before the pipeline.
+    Returns objects with .stop(); the daemon stops them after the pipeline, so the camera is released first.
     """
     controller = Controller(pipeline, holder, settings, loader=loader)
     controls: list = [_Stopper(controller.close, "controller")]
@@ -49,7 +49,8 @@ def start_controls(pipeline: LivePipeline, holder: LiveStateHolder, settings: Se
                 log.warning("no library background to start with: %s", e)
         server = ControlServer(controller, settings.control).start()
         controls.insert(0, server)
-        hotkeys = HotkeyService(settings.hotkeys, lambda action: controller.run(action)).start()
+        # [hotkeys] backend: the desktop portal (Wayland), pynput (X11) or none; a reload may switch it.
+        hotkeys = Hotkeys(settings.hotkeys, lambda action: controller.run(action)).start()
         controls.insert(0, hotkeys)
         controller.status_providers.append(hotkeys.status)
         controller.reload_listeners.append(lambda new: hotkeys.update(new.hotkeys))

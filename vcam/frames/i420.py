@@ -1,11 +1,11 @@
 """Live frames as I420: BT.601 YUV 4:2:0, the format the virtual camera is fed.
 
 Why: a webcam's MJPG frames are YUV 4:2:0 inside, and v4l2loopback's readers get I420. Decoding straight
-to planes (vcam/mjpg.py) and keeping the frame in I420 through the pipeline skips two full-frame colour
-conversions (JPEG's YUV -> BGR in the decoder, BGR -> I420 at the output) and halves the bytes every
-later stage reads and writes (1.5 instead of 3 per pixel): about 2 ms less CPU a 720p frame (README,
+to planes (vcam/frames/mjpg.py) and keeping the frame in I420 through the pipeline skips two full-frame
+colour conversions (JPEG's YUV -> BGR in the decoder, BGR -> I420 at the output) and halves the bytes
+every later stage reads and writes (1.5 instead of 3 per pixel): about 2 ms less CPU a 720p frame (README,
 Performance). The model and the matte's guide work on small colour and grey copies made from the planes
-(vcam/reduce.py); `vcam apply` and `vcam eval` stay in BGR.
+(vcam/frames/reduce.py); `vcam apply` and `vcam eval` stay in BGR.
 
 A frame is one C-contiguous uint8 array of shape (height * 3 // 2, width): the Y plane's rows, then
 U's and V's (each width/2 x height/2), packed as pyvirtualcam and V4L2 expect. Width and height are
@@ -116,7 +116,7 @@ def resize(src: np.ndarray, size_: tuple[int, int], dst: np.ndarray | None = Non
     cw, ch = min(sw, max(2, round(w / scale))) & ~1, min(sh, max(2, round(h / scale))) & ~1
     x0, y0 = (sw - cw) // 4 * 2, (sh - ch) // 4 * 2
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    for i, (s, d) in enumerate(zip(planes(src), planes(dst))):
+    for i, (s, d) in enumerate(zip(planes(src), planes(dst), strict=True)):
         f = 1 if i == 0 else 2
         crop = s[y0 // f:(y0 + ch) // f, x0 // f:(x0 + cw) // f]
         cv2.resize(crop, (d.shape[1], d.shape[0]), dst=d, interpolation=interp)
@@ -125,6 +125,6 @@ def resize(src: np.ndarray, size_: tuple[int, int], dst: np.ndarray | None = Non
 
 def flip(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The frame mirrored left to right, into `dst` (not `src`)."""
-    for s, d in zip(planes(src), planes(dst)):
+    for s, d in zip(planes(src), planes(dst), strict=True):
         cv2.flip(s, 1, dst=d)
     return dst

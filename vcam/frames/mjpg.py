@@ -4,7 +4,7 @@ Why: a USB webcam sends 720p and 1080p as MJPG, and after the model, decoding it
 live frame. OpenCV (FFmpeg or libjpeg-turbo's exact path) decodes a 720p frame in 2.3 ms here;
 libjpeg-turbo's fast integer IDCT and fast chroma upsampling take 1.5 ms to BGR (simplejpeg; 1080p: 4.8
 -> 3.0 ms), and about 1.2 ms straight to the YUV planes the live pipeline works in (decode_i420, through
-the system's libturbojpeg, vcam/turbojpeg.py). The picture is 45-47 dB PSNR from the exact decode: no
+the system's libturbojpeg, vcam/frames/turbojpeg.py). The picture is 45-47 dB PSNR from the exact decode: no
 visible difference, and far finer than what the call app's encoder keeps. So the capture stage asks
 OpenCV for the raw JPEG bytes and decodes them here.
 """
@@ -81,8 +81,8 @@ class MjpgDecoder:
         return data
 
     def decode_i420(self, packet: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray | None:
-        """The JPEG frame as full-range I420 (a camera frame, vcam/i420.py), into `buffer` when its size
-        fits; None for a damaged frame. Straight to planes with libturbojpeg; otherwise (or for odd
+        """The JPEG frame as full-range I420 (a camera frame, vcam/frames/i420.py), into `buffer` when its
+        size fits; None for a damaged frame. Straight to planes with libturbojpeg; otherwise (or for odd
         sizes) via BGR."""
         data = self._whole(packet)
         if data is None:
@@ -116,7 +116,7 @@ class MjpgDecoder:
         if not ok:
             log.debug("libturbojpeg could not decode an MJPG frame; dropped")
             return None
-        return buffer  # in JPEG's full range, as camera frames are (vcam/i420.py)
+        return buffer  # in JPEG's full range, as camera frames are (vcam/frames/i420.py)
 
     def decode(self, packet: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray | None:
         """The BGR image in the JPEG bytes `packet` (any shape of uint8), into `buffer` when its size

@@ -68,7 +68,7 @@ class Reducer:
         return buf
 
     def _plane_by(self, index: int, factor: int) -> np.ndarray:
-        """Plane `index` (0 Y, 1 U, 2 V) of an I420 frame reduced by `factor` (1 or a power of 2), by halvings."""
+        """Plane `index` (0 Y, 1 U, 2 V) of an I420 frame reduced by `factor` (1 or a power of 2)."""
         if factor == 1:
             return self._planes[index]
         made = self._plane_made.get((index, factor))
@@ -93,7 +93,7 @@ class Reducer:
         return made
 
     def _planar_bgr(self, factor: int) -> np.ndarray:
-        """by(factor) of an I420 frame, for the callers that need BGR (the MediaPipe runtime, small frames)."""
+        """by(factor) of an I420 frame, for callers that need BGR (the MediaPipe runtime, small frames)."""
         h, w = self.hw
         if factor == 1:
             limited = i420.limited(self.frame, self._buffer("limited", self.frame.shape))

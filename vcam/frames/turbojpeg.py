@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 # TurboJPEG's chroma subsampling codes (tjDecompressHeader3) and flags
 SAMP_444, SAMP_422, SAMP_420, SAMP_GRAY = 0, 1, 2, 3
 FLAG_FASTDCT = 2048
-ERR_WARNING = 0  # tjGetErrorCode(): the image was decoded despite damage (what simplejpeg's strict=False allows)
+# tjGetErrorCode(): the image was decoded despite damage (what simplejpeg's strict=False allows)
+ERR_WARNING = 0
 
 _c_p = ctypes.c_void_p
 _int_p = ctypes.POINTER(ctypes.c_int)
@@ -36,8 +37,8 @@ def library() -> ctypes.CDLL | None:
         lib.tjInitDecompress.argtypes = []
         lib.tjDestroy.argtypes = [_c_p]
         lib.tjDecompressHeader3.argtypes = [_c_p, _c_p, ctypes.c_ulong, _int_p, _int_p, _int_p, _int_p]
-        lib.tjDecompressToYUVPlanes.argtypes = [_c_p, _c_p, ctypes.c_ulong, ctypes.POINTER(_c_p), ctypes.c_int,
-                                                _int_p, ctypes.c_int, ctypes.c_int]
+        lib.tjDecompressToYUVPlanes.argtypes = [_c_p, _c_p, ctypes.c_ulong, ctypes.POINTER(_c_p),
+                                                ctypes.c_int, _int_p, ctypes.c_int, ctypes.c_int]
         lib.tjGetErrorCode.argtypes = [_c_p]
     except (OSError, AttributeError) as e:
         log.info("libturbojpeg not found (%s): MJPG is decoded to BGR and converted, which costs more CPU; "
@@ -57,14 +58,16 @@ class YuvDecoder:
         self._handle = lib.tjInitDecompress()
         if not self._handle:
             raise OSError("tjInitDecompress failed")
-        self._w, self._h, self._samp, self._cs = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        self._w, self._h = ctypes.c_int(), ctypes.c_int()
+        self._samp, self._cs = ctypes.c_int(), ctypes.c_int()
         self._planes = (_c_p * 3)()
         self._strides = (ctypes.c_int * 3)()
 
     def header(self, data: np.ndarray) -> tuple[int, int, int] | None:
         """(width, height, subsampling) of the JPEG in `data` (contiguous uint8), or None if unreadable."""
-        r = self._lib.tjDecompressHeader3(self._handle, data.ctypes.data, data.size, ctypes.byref(self._w),
-                                          ctypes.byref(self._h), ctypes.byref(self._samp), ctypes.byref(self._cs))
+        r = self._lib.tjDecompressHeader3(self._handle, data.ctypes.data, data.size,
+                                          ctypes.byref(self._w), ctypes.byref(self._h),
+                                          ctypes.byref(self._samp), ctypes.byref(self._cs))
         return None if r != 0 else (self._w.value, self._h.value, self._samp.value)
 
     def decode(self, data: np.ndarray, y: np.ndarray, u: np.ndarray | None, v: np.ndarray | None) -> bool:

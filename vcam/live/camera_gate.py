@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.config import Settings
 from vcam.live.capture import CaptureThread
@@ -58,7 +58,8 @@ class CameraGate:
         monitor = self._monitor
         wanted = not self._holder.get().paused and (monitor is None or monitor.active)
         if not wanted and self.wanted:
-            self.released_at = time.perf_counter()  # before `wanted`: the output reads them in the other order
+            # before `wanted`: the output reads them in the other order
+            self.released_at = time.perf_counter()
         self.wanted = wanted
         if self._capture is not None:
             self._capture.set_wanted(wanted)

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam.frames import i420, mjpg
 from vcam.compositing.backgrounds import is_image_path
 from vcam.config import CameraSettings
 from vcam.errors import VcamError
+from vcam.frames import i420, mjpg
 from vcam.live.slot import OneSlot
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def parse_device(source: str) -> str | int:
 class CameraSource:
     """One camera or file; open()/read()/close(). Files loop and are paced at their native fps.
 
-    `as_i420`: read() gives full-range I420 frames (vcam/i420.py: what the live pipeline works in; odd
+    `as_i420`: read() gives full-range I420 frames (vcam/frames/i420.py: what the live pipeline works in; odd
     sides cut by a pixel) instead of BGR; MJPG is then decoded straight to planes when libturbojpeg is
     there.
     """
@@ -97,8 +97,10 @@ class CameraSource:
             native = cap.get(cv2.CAP_PROP_FPS)
             self.fps = native if 1 <= native <= 240 else float(self.settings.fps)
             self._cap = cap
-            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in vcam.frames.mjpg.
-            self.raw_jpeg = mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC)) and cap.set(cv2.CAP_PROP_FORMAT, -1)
+            # An MJPG clip (what `vcam bench` and webcam recordings use): demux only, decode in
+            # vcam.frames.mjpg.
+            self.raw_jpeg = (mjpg.is_jpeg_fourcc(cap.get(cv2.CAP_PROP_FOURCC))
+                             and cap.set(cv2.CAP_PROP_FORMAT, -1))
             self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
             self._decoder = mjpg.MjpgDecoder(self.size)
         else:
@@ -143,7 +145,8 @@ class CameraSource:
         if cap.set(cv2.CAP_PROP_CONVERT_RGB, 0):
             for _ in range(3):  # a camera's first frames may be damaged
                 ok, packet = cap.read()
-                if ok and packet is not None and packet.dtype == np.uint8 and self._decoder.decode(packet) is not None:
+                if (ok and packet is not None and packet.dtype == np.uint8
+                        and self._decoder.decode(packet) is not None):
                     return True
             cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
         return False
@@ -352,7 +355,7 @@ class CaptureThread:
                     break  # stopped while reading: this frame is from a camera we were told to let go
                 if self.state != "ok":
                     log.info("camera %s: frames flowing", self.source.label)
-                self.state, backoff = "ok", BACKOFF_START_S
+                self.state, self.last_error, backoff = "ok", "", BACKOFF_START_S
                 if not self._wanted.is_set():
                     continue  # released while reading: don't publish a frame from a camera we let go
                 buf = self.slot.put(frame, t, self.run)

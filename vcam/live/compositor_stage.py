@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 class CompositorStage:
     """Compositing: (frame, Matte, state) -> the output frame, mirrored if asked.
 
-    Inputs: matte_slot, MattedFrame items from the segmenter, each with the LiveState it is to be composited with
-    (its look and mirror).
+    Inputs: matte_slot, MattedFrame items from the segmenter, each with the LiveState it is to be composited
+    with (its look and mirror).
     Outputs: out_slot, I420 frames at the output size (buffers recycled through the slot); the camera's
     buffer a MattedFrame item carried goes back to camera_slot.
     Options: none of its own: everything comes with the item's state; stats ("composite" ms) and

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from inotify_simple import INotify, flags
 
@@ -118,7 +118,8 @@ class ReaderMonitor:
         if active != self.active:
             self.active = active
             log.info("virtual camera %s: %s", self.device,
-                     f"read by pid {', '.join(map(str, self.readers))}" if active else "no readers, going idle")
+                     f"read by pid {', '.join(map(str, self.readers))}" if active
+                     else "no readers, going idle")
             if self.on_change is not None:
                 self.on_change(active)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,8 @@ class OutputStage:
 
     def __init__(self, out_slot: OneSlot[np.ndarray], gate: CameraGate, holder: LiveStateHolder,
                  settings: Callable[[], Settings], stop: threading.Event, stats: StageStats,
-                 failures: FailureLog, *, uncapped: bool = False, sink_options: dict[str, Any] | None = None) -> None:
+                 failures: FailureLog, *, uncapped: bool = False,
+                 sink_options: dict[str, Any] | None = None) -> None:
         self._slot = out_slot
         self._gate = gate
         self._holder = holder
@@ -49,7 +51,8 @@ class OutputStage:
         self._failures = failures
         self._uncapped = uncapped
         self._sink_options = sink_options or {}
-        self._sink_lock = threading.Lock()  # between this thread's send and a reload's reopen or a stop's close
+        # between this thread's send and a reload's reopen or a stop's close
+        self._sink_lock = threading.Lock()
         self._sink: Sink | None = None
         self.size = (0, 0)  # the sink's frame size, what the segmenter scales to
         self.frames_sent = 0

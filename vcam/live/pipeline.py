@@ -17,7 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vcam.matting.matting import Matting
 from vcam.config import Settings
 from vcam.live import reconfigure as _reconfigure
 from vcam.live.camera_gate import CameraGate
@@ -29,6 +28,7 @@ from vcam.live.sinks import OutputError, output_size
 from vcam.live.slot import OneSlot
 from vcam.live.state import LiveStateHolder
 from vcam.live.stats import FailureLog, StageStats
+from vcam.matting.matting import Matting
 
 
 class Pipeline:
@@ -49,8 +49,8 @@ class Pipeline:
         self.matte_slot: OneSlot[MattedFrame] = OneSlot()  # frame + alpha + the state they were made for
         self.out_slot: OneSlot[np.ndarray] = OneSlot()
         self.gate = CameraGate(holder, wake=self.out_slot.wake)
-        self.output = OutputStage(self.out_slot, self.gate, holder, lambda: self.settings, self._stop, self.stats,
-                                  failures, uncapped=uncapped, sink_options=sink_options)
+        self.output = OutputStage(self.out_slot, self.gate, holder, lambda: self.settings, self._stop,
+                                  self.stats, failures, uncapped=uncapped, sink_options=sink_options)
         self.segmenter = SegmenterStage(self.camera_slot, self.matte_slot, holder, lambda: self.output.size,
                                         self._stop, self.stats, failures)
         self.compositor = CompositorStage(self.matte_slot, self.out_slot, self.camera_slot, self._stop,

@@ -45,7 +45,7 @@ def placeholder(kind: str, size: tuple[int, int]) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def placeholder_i420(kind: str, size: tuple[int, int]) -> np.ndarray:
-    """placeholder() as I420 (vcam/i420.py), what the live pipeline sends. Read-only, shared."""
+    """placeholder() as I420 (vcam/frames/i420.py), what the live pipeline sends. Read-only, shared."""
     frame = i420.from_bgr(placeholder(kind, size))
     frame.flags.writeable = False
     return frame

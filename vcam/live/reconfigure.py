@@ -6,15 +6,15 @@ import dataclasses
 import logging
 from typing import Protocol
 
-from vcam.matting.matting import Matting
 from vcam.config import OutputSettings, Settings
 from vcam.errors import VcamError
 from vcam.live.camera_gate import CameraGate
 from vcam.live.capture import STOP_WAIT_S, CameraSource, CaptureThread, camera_size_hint
 from vcam.live.output_stage import OutputStage
 from vcam.live.segmenter_stage import SegmenterStage
-from vcam.live.slot import OneSlot
 from vcam.live.sinks import output_size
+from vcam.live.slot import OneSlot
+from vcam.matting.matting import Matting
 
 
 class Reconfigurable(Protocol):
@@ -96,7 +96,8 @@ def _reopen_camera(p: Reconfigurable, new: Settings) -> None:
             p.start_capture(old_source)
             busy = "" if closed else " (the old camera was still busy in a read)"
             why = str(e) if isinstance(e, VcamError) else f"{source.label}: cannot be read ({_first_line(e)})"
-            raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: {why}{busy}") from None
+            raise VcamError(f"[camera] not applied, keeping {old_capture.source.label}: "
+                            f"{why}{busy}") from None
     p.start_capture(source)
 
 

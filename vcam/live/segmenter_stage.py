@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -57,7 +57,8 @@ class SegmenterStage:
     offer_engine() (a reload); stats ("resize", "segment", "matte" ms).
     """
 
-    def __init__(self, camera_slot: OneSlot[np.ndarray], matte_slot: OneSlot[MattedFrame], holder: LiveStateHolder,
+    def __init__(self, camera_slot: OneSlot[np.ndarray], matte_slot: OneSlot[MattedFrame],
+                 holder: LiveStateHolder,
                  size: Callable[[], tuple[int, int]], stop: threading.Event, stats: StageStats,
                  failures: FailureLog) -> None:
         self._cam_slot = camera_slot
@@ -148,7 +149,8 @@ class SegmenterStage:
                 t1 = time.perf_counter()
                 effect = EFFECTS[state.look.effect]
                 if effect.needs_matte:
-                    matted.matte = self._engine.run(matted.frame, int(item.t_capture * 1000), state.look.matte,
+                    t_ms = int(item.t_capture * 1000)
+                    matted.matte = self._engine.run(matted.frame, t_ms, state.look.matte,
                                                     blur=state.look.blur if effect.needs_small else None,
                                                     into=matted.matte)
                     times = self._engine.times

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from vcam.compositing.look import Look
 
@@ -19,7 +19,7 @@ class LiveState:
     mirror: bool = False
     paused: bool = False  # privacy: camera released, a still placeholder is sent
 
-    def with_changes(self, **changes) -> "LiveState":
+    def with_changes(self, **changes) -> LiveState:
         return dataclasses.replace(self, **changes)
 
 

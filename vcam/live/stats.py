@@ -1,4 +1,4 @@
-"""What the pipeline's stages measure and log, shared by the stages so status() and `vcam bench` read one place."""
+"""What the pipeline's stages measure and log, in one place that status() and `vcam bench` both read."""
 from __future__ import annotations
 
 import logging

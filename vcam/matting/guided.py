@@ -43,11 +43,17 @@ class GuidedFilter:
         self._guide = np.empty((h, w), np.float32)
         self._big_b = np.empty((h, w), np.float32)
 
+    @property
+    def low_src(self) -> np.ndarray:
+        """The last apply()'s `src` at half the guide's size (float32), so the matte's bound reuses it."""
+        return self._p
+
     def _to_low(self, image: np.ndarray, dst: np.ndarray) -> None:
         cv2.resize(image, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
         dst[...] = self._low8
 
-    def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float, dst: np.ndarray) -> np.ndarray:
+    def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+              dst: np.ndarray) -> np.ndarray:
         """Filter `src` (uint8) guided by `guide` (uint8 grey) into `dst` (float32, the guide's size).
         `eps` is in squared grey levels of the guide (MIN_EPS at least). `src` may have another size than
         the guide: only its reduction to half the guide's size is used, so the model's mask goes there in

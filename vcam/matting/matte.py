@@ -4,7 +4,11 @@ The model sees a ~256 px picture, so its mask is blurry and blocky at frame size
 frame to frame. The steps below, each measured by `vcam eval` (docs/matte.md), fix that:
   1. edge-aware upsampling (refine = "guided"): the mask is brought to a reduced "guide" size
      (refine_size px on the short side) and run through a guided filter (matting/guided.py) whose
-     guide is the grey frame at that size, so the mask edge snaps to the real edges of hair and shoulders;
+     guide is the grey frame at that size, so the mask edge snaps to the real edges of hair and shoulders.
+     Where the model is sure of the person (confidence >= `confident`) the filtered mask keeps at least
+     the model's value: a grey guide's local a*I + b cannot hold a person both lighter and darker than
+     the wall, and unbounded it cut into them. A still in file mode with quality = "best" takes the
+     colour picture as its guide instead (build(colour=True), from matting/quality.py);
   2. temporal smoothing (video only): an exponential average with the previous matte whose weight
      `temporal` drops to 0 where the frame changed by `motion` grey levels or more (the change map is
      box-blurred against noise, then dilated so the whole neighbourhood of a moving edge counts as
@@ -27,8 +31,8 @@ import cv2
 import numpy as np
 
 from vcam.config import MatteSettings
-from vcam.matting.guided import GuidedFilter
 from vcam.frames.reduce import Reducer
+from vcam.matting.guided import GuidedFilter
 
 # Grey-level changes below this are camera noise, not motion: the temporal weight stays at full there.
 MOTION_NOISE = 3
@@ -64,7 +68,7 @@ class Matte:
     small: np.ndarray | None = None
 
     @classmethod
-    def blank(cls, size: tuple[int, int]) -> "Matte":
+    def blank(cls, size: tuple[int, int]) -> Matte:
         """A Matte with an (uninitialised) alpha buffer for a (width, height) frame."""
         return cls(np.empty(size[::-1], np.uint8))
 
@@ -133,7 +137,8 @@ def motion_weight_lut(temporal: float, motion: int) -> np.ndarray:
 
 
 def guide_size(frame_w: int, frame_h: int, refine_size: int) -> tuple[int, int]:
-    """(width, height) of the guide: the frame's aspect with `refine_size` px on the short side, never larger."""
+    """(width, height) of the guide: the frame's aspect with `refine_size` px on the short side, never
+    larger."""
     scale = min(1.0, refine_size / min(frame_w, frame_h))
     return max(8, round(frame_w * scale)), max(8, round(frame_h * scale))
 
@@ -149,6 +154,7 @@ class MatteBuilder:
         self._prev_plain: np.ndarray | None = None
         self._reducer = Reducer()  # used when the caller brings no shared one
         self._guided = GuidedFilter()
+        self._sure_low: np.ndarray | None = None  # the bound at the model mask's reduced size
         self.configure(settings)
 
     def configure(self, settings: MatteSettings) -> None:
@@ -158,6 +164,8 @@ class MatteBuilder:
         self.lut = smoothstep_lut(settings.threshold, settings.edge_width)
         self.lut.flags.writeable = False
         self._wlut = motion_weight_lut(settings.temporal, settings.motion)
+        # the model is sure of the person at or above this confidence*255 (None: confident = 1, no bound)
+        self._sure = round(settings.confident * 255) - 0.5 if settings.confident < 1.0 else None
 
     def reset(self) -> None:
         """Forget the previous frame (a cut in the input, e.g. after a camera reconnect)."""
@@ -177,6 +185,7 @@ class MatteBuilder:
         self._weight = np.empty((gh, gw), np.float32)
         self._tmp = np.empty((gh, gw), np.float32)
         self._mask8 = np.empty((gh, gw), np.uint8)
+        self._limit = np.empty((gh, gw), np.float32)  # the bound at guide size
         self._have_prev = False
 
     def _ensure_alpha(self, w: int, h: int) -> np.ndarray:
@@ -186,26 +195,28 @@ class MatteBuilder:
 
     # -- the stage ----------------------------------------------------------------------------------------
     def build(self, confidence: np.ndarray, size: tuple[int, int], frame: np.ndarray | None = None,
-              reduced: Reducer | None = None, dst: np.ndarray | None = None) -> np.ndarray:
+              reduced: Reducer | None = None, dst: np.ndarray | None = None, *,
+              colour: bool = False) -> np.ndarray:
         """The final alpha matte of (width, height) `size`, into `dst` if given, else into a buffer reused
         by the next call.
 
         With `frame` (`size`; BGR or I420) and refine = "guided", the edge follows the frame's own edges;
         without it (or refine = "none") the mask is upsampled bilinearly. `reduced`: the frame's shared
-        Reducer, already set to `frame`, if the caller has one.
+        Reducer, already set to `frame`, if the caller has one. `colour`: a BGR still's colour picture is
+        the guide (quality = "best"; ignored for video and I420).
         """
         w, h = size
         alpha = self._ensure_alpha(w, h) if dst is None else dst
-        self._upsample(confidence, alpha, frame, reduced)
+        self._upsample(confidence, alpha, frame, reduced, colour)
         return self._soft_edge(alpha)
 
     def build_matte(self, confidence: np.ndarray, frame: np.ndarray, reduced: Reducer | None,
-                    into: Matte) -> Matte:
+                    into: Matte, *, colour: bool = False) -> Matte:
         """build() into `into` (its alpha already the frame's size), leaving the soft-edge LUT to
         compositing, which applies it on the person's edge only: `into.lut` and `into.mask` are set.
         With a feather, which must follow the LUT, the alpha is made final instead (lut and mask None).
         """
-        mask = self._upsample(confidence, into.alpha, frame, reduced)
+        mask = self._upsample(confidence, into.alpha, frame, reduced, colour)
         if self.settings.feather > 0:
             self._soft_edge(into.alpha)
             into.lut = None
@@ -216,14 +227,17 @@ class MatteBuilder:
         return into
 
     def _upsample(self, confidence: np.ndarray, alpha: np.ndarray, frame: np.ndarray | None,
-                  reduced: Reducer | None) -> np.ndarray:
+                  reduced: Reducer | None, colour: bool = False) -> np.ndarray:
         """The refined (or plain) small mask, upsampled bilinearly into `alpha`; returns the small mask
         (a buffer of ours, or `confidence` itself)."""
         if frame is not None and self.settings.refine == "guided":
-            if reduced is None:
-                reduced = self._reducer
-                reduced.set(frame)
-            mask = self._refined(confidence, reduced)
+            if colour and not self.video and frame.ndim == 3:
+                mask = self._refined_colour(confidence, frame)
+            else:
+                if reduced is None:
+                    reduced = self._reducer
+                    reduced.set(frame)
+                mask = self._refined(confidence, reduced)
         else:
             mask = self._plain(confidence)
         cv2.resize(mask, alpha.shape[::-1], dst=alpha, interpolation=cv2.INTER_LINEAR)
@@ -246,7 +260,8 @@ class MatteBuilder:
         if self._prev_plain is None or self._prev_plain.shape != confidence.shape:
             self._prev_plain = confidence.copy()
         else:
-            cv2.addWeighted(self._prev_plain, s.temporal, confidence, 1.0 - s.temporal, 0.0, dst=self._prev_plain)
+            cv2.addWeighted(self._prev_plain, s.temporal, confidence, 1.0 - s.temporal, 0.0,
+                            dst=self._prev_plain)
         return self._prev_plain
 
     def _refined(self, confidence: np.ndarray, reduced: Reducer) -> np.ndarray:
@@ -258,6 +273,7 @@ class MatteBuilder:
         reduced.gray((gw, gh), self._gray)
         eps = (s.refine_eps * 255.0) ** 2  # in squared grey levels (the filter keeps it at 1 or more)
         self._guided.apply(self._gray, confidence, s.refine_radius, eps, dst=self._soft)
+        bounded = self._bound(self._guided.low_src, self._soft)  # before the average: less flicker
         if self.video and s.temporal > 0:
             if not self._have_prev:
                 self._prev[...] = self._soft
@@ -277,6 +293,39 @@ class MatteBuilder:
         else:
             self._have_prev = False
             src = self._soft
-        cv2.max(src, 0.0, dst=self._tmp)  # the filter can undershoot a little; the conversion saturates at 255
-        cv2.convertScaleAbs(self._tmp, dst=self._mask8)
+        if not bounded:  # (bounded, it is >= 0 already, and so is its temporal average)
+            src = cv2.max(src, 0.0, dst=self._tmp)  # the filter can undershoot a little; the conversion
+        cv2.convertScaleAbs(src, dst=self._mask8)     # takes |x| and saturates at 255
+        return self._mask8
+
+    def _bound(self, confidence: np.ndarray, soft: np.ndarray) -> bool:
+        """Hold the refined mask `soft` (float32, guide size) in place at least at the model's confidence
+        where that is >= `confident`, and at 0 everywhere, so the filter only moves edges the model is
+        unsure of; `confidence` is float32 0..255 at the guide's size or below. False when confident = 1.
+
+        The bound is made at that smaller size and brought up by nearest neighbour: it only says where the
+        model is sure, deep inside the person, not where the edge is (docs/matte.md)."""
+        if self._sure is None:
+            return False
+        if self._sure_low is None or self._sure_low.shape != confidence.shape:
+            self._sure_low = np.empty(confidence.shape, np.float32)
+        cv2.threshold(confidence, self._sure, 0, cv2.THRESH_TOZERO, dst=self._sure_low)  # sure, else 0
+        cv2.resize(self._sure_low, soft.shape[::-1], dst=self._limit, interpolation=cv2.INTER_NEAREST)
+        cv2.max(soft, self._limit, dst=soft)
+        return True
+
+    def _refined_colour(self, confidence: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """build(colour=True), BGR stills only: OpenCV's guided filter with the colour picture as its guide,
+        bounded like the grey one, since colour holds a person both lighter and darker than the wall."""
+        s = self.settings
+        h, w = frame.shape[:2]
+        gw, gh = guide_size(w, h, s.refine_size)
+        self._ensure_guide(gw, gh)
+        guide = cv2.resize(frame, (gw, gh), interpolation=cv2.INTER_AREA)
+        src = cv2.resize(confidence, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        eps = max((s.refine_eps * 255.0) ** 2, 1.0)
+        soft = cv2.ximgproc.guidedFilter(guide, src, s.refine_radius, eps, dDepth=cv2.CV_32F)
+        if not self._bound(src, soft):
+            cv2.max(soft, 0.0, dst=soft)
+        cv2.convertScaleAbs(soft, dst=self._mask8)
         return self._mask8

@@ -27,9 +27,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from vcam.atomic_write import atomic_output, write_bytes
 from vcam.errors import VcamError
@@ -73,7 +73,8 @@ class ModelFetchError(VcamError):
 
 
 def cache_dir() -> Path:
-    """$XDG_CACHE_HOME/vcam/models, or ~/.cache/vcam/models (a relative XDG_CACHE_HOME is ignored, per the spec)."""
+    """$XDG_CACHE_HOME/vcam/models, or ~/.cache/vcam/models (a relative XDG_CACHE_HOME is ignored, per
+    the spec)."""
     base = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
     return root / "vcam" / "models"
@@ -182,8 +183,9 @@ def _download(url: str, into, timeout: float, progress: Callable[[int, int | Non
     return h.hexdigest()
 
 
-def fetch_models(dest: Path | str | None = None, *, source_url: str = WHEEL_URL, wheel_sha256: str | None = None,
-                 timeout: float = 60.0, names: tuple[str, ...] = tuple(MODELS), force: bool = False,
+def fetch_models(dest: Path | str | None = None, *, source_url: str = WHEEL_URL,
+                 wheel_sha256: str | None = None, timeout: float = 60.0,
+                 names: tuple[str, ...] = tuple(MODELS), force: bool = False,
                  progress: Callable[[int, int | None], None] | None = None) -> dict[str, Path]:
     """Install the models `names` into `dest` (default: cache_dir()); {name: path}.
 
@@ -227,9 +229,11 @@ def fetch_models(dest: Path | str | None = None, *, source_url: str = WHEEL_URL,
                 try:
                     info = zf.getinfo(member)
                 except KeyError:
-                    raise ModelFetchError(f"{source_url}: has no {member} (not a mediapipe 0.10.21 wheel)") from None
+                    raise ModelFetchError(f"{source_url}: has no {member} "
+                                          "(not a mediapipe 0.10.21 wheel)") from None
                 if info.file_size != m.size:
-                    raise ModelFetchError(f"{source_url}: {member} is {info.file_size} bytes, expected {m.size}")
+                    raise ModelFetchError(f"{source_url}: {member} is {info.file_size} bytes, "
+                                          f"expected {m.size}")
                 data = zf.read(info)
                 digest = hashlib.sha256(data).hexdigest()
                 if digest != m.sha256:

@@ -5,7 +5,7 @@ The names come from vcam/live/sink_names.py, the list the config validates again
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from vcam.config import OutputSettings, picture_size_problem
 from vcam.live.sink_names import SINK_NAMES
@@ -42,14 +42,16 @@ def output_size(settings: OutputSettings, camera_size: tuple[int, int]) -> tuple
     return size
 
 
-def open_sink(settings: OutputSettings, size: tuple[int, int], fps: float | None = None, **kw: object) -> Sink:
+def open_sink(settings: OutputSettings, size: tuple[int, int], fps: float | None = None,
+              **kw: object) -> Sink:
     """Open the sink [output] sink names; OutputError if there is no such sink or it cannot open."""
     try:
         cls = SINKS[settings.sink]
     except KeyError:
-        raise OutputError(f"[output] sink: unknown sink {settings.sink!r} (one of {', '.join(SINKS)})") from None
+        raise OutputError(f"[output] sink: unknown sink {settings.sink!r} "
+                          f"(one of {', '.join(SINKS)})") from None
     return cls(settings, size, float(fps or settings.fps), **kw)
 
 
-__all__ = ["SINKS", "MODPROBE_LINE", "FileSink", "NullSink", "OutputError", "PreviewSink", "Sink", "VirtualCamSink",
-           "explain_virtualcam_error", "open_sink", "output_size", "register_sink"]
+__all__ = ["SINKS", "MODPROBE_LINE", "FileSink", "NullSink", "OutputError", "PreviewSink", "Sink",
+           "VirtualCamSink", "explain_virtualcam_error", "open_sink", "output_size", "register_sink"]

@@ -28,7 +28,7 @@ class Sink:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,4 +1,4 @@
-"""The segmentation runtimes by name ([segmentation] runtime), like the sink registry (live/sinks.py).
+"""The segmentation runtimes by name ([segmentation] runtime), like the sink registry (live/sinks/).
 
 Every runtime runs the same model file and gives the same mask (docs/matte.md, Segmentation); the
 heavy packages they wrap (mediapipe, ai-edge-litert) are imported only when one is opened.

@@ -48,7 +48,7 @@ class SegmenterBase(ABC):
             reduced.set(frame)
         return reduced
 
-    def __enter__(self) -> "SegmenterBase":
+    def __enter__(self) -> SegmenterBase:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -87,7 +87,10 @@ class LiteRTSegmenter(SegmenterBase):
         mw, mh, f = self._geometry(w, h)
         # an I420 frame: warped as its small Y, Cr, Cb picture and turned into RGB at the model's size
         planar = reduced.planar and f > 1 and f & (f - 1) == 0
-        source = reduced.ycc(f) if planar else reduced.by(f) if f > 1 else reduced.resize((mw, mh), self._small)
+        if planar:
+            source = reduced.ycc(f)
+        else:
+            source = reduced.by(f) if f > 1 else reduced.resize((mw, mh), self._small)
         cv2.warpAffine(source, self._warp, (self._model_w, self._model_h), dst=self._bgr8,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if planar:

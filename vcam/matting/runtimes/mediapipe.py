@@ -35,7 +35,7 @@ class MediaPipeSegmenter(SegmenterBase):
         self._segmenter = self._create(self.path, video)
 
     @staticmethod
-    def _create(path: Path, video: bool) -> "ImageSegmenter":
+    def _create(path: Path, video: bool) -> ImageSegmenter:
         # Imported here: mediapipe is heavy and only the segmenting commands need it.
         try:
             from mediapipe.tasks.python import BaseOptions, vision

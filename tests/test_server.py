@@ -1,5 +1,6 @@
-"""The control socket on a running pipeline: every action, what the next frames show, concurrent and
-hostile clients, the socket's permissions, and `vcam ctl`'s output and exit status."""
+"""The control socket (control/server.py) on a running pipeline: every action (control/actions.py), what
+the next frames show, concurrent and hostile clients, the socket's permissions, and `vcam ctl`'s output
+and exit status."""
 from __future__ import annotations
 
 import json
@@ -11,17 +12,16 @@ import time
 
 import cv2
 import pytest
-from control_rig import (  # noqa: F401
+from control_rig import (
     KEY_SENT,
     SIZE,
     TOP_LEFT,
     as_sent,
     background_region,
     blueness,
-    grey,
     close_to,
+    grey,
     key_pixels,
-    rig,
     sent_color,
     sharpness,
 )
@@ -106,7 +106,8 @@ def test_background_actions_show_the_library_entry(rig):
     for bad in ("9", "0", "/nonexistent/bg.jpg"):
         reply = rig.ctl("background", bad)
         assert not reply["ok"] and bad.lstrip("/").split("/")[0] in reply["error"]
-    assert (rig.frame_after(time.perf_counter())[TOP_LEFT] == sent_color((0, 0, 255))).all()  # refused: nothing changed
+    # refused: nothing changed
+    assert (rig.frame_after(time.perf_counter())[TOP_LEFT] == sent_color((0, 0, 255))).all()
 
 
 def test_blur_edge_mirror_and_pause_actions(rig):

@@ -1,4 +1,5 @@
-"""The Pipeline API the control paths build on, in-process: pause, mirror, reconfigure, the file sink.
+"""live/pipeline.py's Pipeline, the API the control paths build on, in-process: pause, mirror, reconfigure,
+the file sink.
 
 Real parts throughout: a real portrait (a still image is a looped camera source, so frames are
 deterministic), the real model, the real mp4 writer and decoder.
@@ -16,13 +17,13 @@ import numpy as np
 import pytest
 from conftest import holds_open
 
-from vcam.live.capture import CameraSource, CaptureThread
-from vcam.config import load_settings
 from vcam.compositing.look import look_from_settings
+from vcam.config import load_settings
 from vcam.errors import VcamError
-from vcam.live.state import LiveState, LiveStateHolder
+from vcam.live.capture import CameraSource, CaptureThread
 from vcam.live.pipeline import Pipeline
 from vcam.live.slot import OneSlot
+from vcam.live.state import LiveState, LiveStateHolder
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -35,8 +36,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 def make_settings(tmp_path: Path, source: Path, **output):
     s = load_settings(use_user_config=False)
     s = s.replace("camera", source=str(source), fps=30)
-    s = s.replace("output", **{"sink": "null", "width": 0, "height": 0, "fps": 30, "file": str(tmp_path / "o.mp4"),
-                               **output})
+    s = s.replace("output", **{"sink": "null", "width": 0, "height": 0, "fps": 30,
+                               "file": str(tmp_path / "o.mp4"), **output})
     s = s.replace("effect", name="replace", background="#ff00ff")
     return s.replace("daemon", on_demand=False, idle_fps=5)
 
@@ -56,7 +57,8 @@ def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
         wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 10, 10, "live frames")
         assert holds_open(os.getpid(), source)
         holder.update(lambda st: st.with_changes(paused=True))
-        wait_for(lambda: p.status()["camera"] == "released" and not holds_open(os.getpid(), source), 1.5, "release")
+        wait_for(lambda: p.status()["camera"] == "released" and not holds_open(os.getpid(), source), 1.5,
+                 "release")
         n0 = p.frames_sent
         time.sleep(1.0)
         sent = p.frames_sent - n0
@@ -82,7 +84,8 @@ def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_pat
         # [output] changed: new size, same camera (still open, never released).
         p.reconfigure(s.replace("output", width=640, height=360))
         assert p.status()["size"] == [640, 360] and p.settings.output.width == 640
-        wait_for(lambda: p.stats.ms["composite"] and p.compositor._compositor._hw == (360, 640), 3, "new size")
+        wait_for(lambda: p.stats.ms["composite"] and p.compositor._compositor._hw == (360, 640), 3,
+                 "new size")
         # A bad [camera] is refused; the old camera keeps running.
         bad = p.settings.replace("camera", source=str(tmp_path / "missing.mp4"))
         with pytest.raises(VcamError, match="missing.mp4"):
@@ -195,7 +198,8 @@ def test_a_mirror_only_reload_does_not_reopen_the_output(tmp_path, portraits):
         wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
         n_total = p.frames_sent
     frames = _decode_all(tmp_path / "o.mp4")
-    assert len(frames) >= n_total - 2, f"{len(frames)} frames in the recording, {n_total} sent"  # one recording
+    # one recording
+    assert len(frames) >= n_total - 2, f"{len(frames)} frames in the recording, {n_total} sent"
     first, last = frames[5].astype(int), frames[-1].astype(int)
     assert np.abs(last - first[:, ::-1]).mean() < 4  # and the mirror did apply
 
@@ -214,9 +218,11 @@ def test_a_failed_reload_applies_nothing(tmp_path, desk_video):
             p.reconfigure(bad)
         assert p.settings is s and p.segmenter.pending_engine is None
         k0, n0 = p.frames_processed, p.frames_sent
-        wait_for(lambda: p.frames_processed > k0 + 5 and p.frames_sent > n0 + 5, 3, "frames after the refusal")
+        wait_for(lambda: p.frames_processed > k0 + 5 and p.frames_sent > n0 + 5, 3,
+                 "frames after the refusal")
         assert p.segmenter.engine is engine  # the old engine, not the refused reload's
-        assert p.output.sink is not None and p.output.sink.settings.sink == "null" and p.output.sink is not sink
+        assert (p.output.sink is not None and p.output.sink.settings.sink == "null"
+                and p.output.sink is not sink)
         # A refused [camera] after an accepted [output] change in the same reload: the output goes back too.
         bad = s.replace("output", width=640, height=360).replace("camera", source=str(tmp_path / "gone.mp4"))
         with pytest.raises(VcamError, match="gone.mp4"):
@@ -316,7 +322,7 @@ def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, d
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
     """The last guard behind the loops' own error handling: a stage thread that ended is in status(), and
-    the daemon then stops its watchdog pings (daemon.py). Here the compositor's hand-over breaks."""
+    the daemon then stops its watchdog pings (commands/run.py). Here the compositor's hand-over breaks."""
     s = make_settings(tmp_path, desk_video, width=320, height=180)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
@@ -339,7 +345,8 @@ def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
 
 def test_restarting_threads_on_purpose_is_not_reported_as_ended(tmp_path, desk_video):
     """Camera reopens (a [camera] reload), pause and resume stop and start threads on purpose: none of it
-    may look like an ended stage, or the daemon would stop its watchdog pings and systemd kill a healthy vcam."""
+    may look like an ended stage, or the daemon would stop its watchdog pings and systemd kill a healthy
+    vcam."""
     source, s, holder = copied_camera(tmp_path, desk_video)
     seen: list[list[str]] = []
     done = threading.Event()
@@ -372,8 +379,9 @@ def test_restarting_threads_on_purpose_is_not_reported_as_ended(tmp_path, desk_v
 
 
 def test_an_output_size_vcam_cannot_process_is_refused_with_the_camera_size(tmp_path, desk_video):
-    """[output] height alone set (width 0 = the camera's 960): 960x20 is beyond 16:1. It failed on every frame,
-    with only the placeholder sent; now start() and a reload refuse it in one line, and a reload keeps the old."""
+    """[output] height alone set (width 0 = the camera's 960): 960x20 is beyond 16:1. It failed on every
+    frame, with only the placeholder sent; now start() and a reload refuse it in one line, and a reload keeps
+    the old."""
     s = make_settings(tmp_path, desk_video, width=0, height=20)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with pytest.raises(VcamError, match=r"\[output\] width and height: 960x20 .*16:1.*960x540"):

@@ -139,6 +139,7 @@ def stop_daemon(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[float, int,
 
 
 
+@pytest.mark.system
 def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     notify_path = tmp_path / "notify.sock"
@@ -186,12 +187,14 @@ def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path
     assert "Traceback" not in err
 
 
+@pytest.mark.system
 def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     source = tmp_path / "camera.mp4"
     source.symlink_to(desk_video)
     away = tmp_path / "unplugged.mp4"
-    proc = start_daemon(write_config(tmp_path / "c.toml", source, fake.device, on_demand=False), fake.env(shim))
+    config = write_config(tmp_path / "c.toml", source, fake.device, on_demand=False)
+    proc = start_daemon(config, fake.env(shim))
     daemon_guard.append(proc)
     fake.wait_writes(5, timeout=20)
     wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "live picture")
@@ -217,11 +220,13 @@ def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_gua
     assert "unavailable" in err or "disappeared" in err
 
 
+@pytest.mark.system
 def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     source = tmp_path / "camera.mp4"
     shutil.copyfile(desk_video, source)  # our own inode, so holding it open is unambiguous
-    proc = start_daemon(write_config(tmp_path / "c.toml", source, fake.device, on_demand=True), fake.env(shim))
+    config = write_config(tmp_path / "c.toml", source, fake.device, on_demand=True)
+    proc = start_daemon(config, fake.env(shim))
     daemon_guard.append(proc)
 
     # No reader: the placeholder goes out at the low idle rate and the camera is not held.
@@ -247,6 +252,7 @@ def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path
     assert elapsed < 1.0
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("case", ["missing", "permission"])
 def test_unusable_device_is_one_line_with_the_fix(case, shim, desk_video, tmp_path):
     fake = FakeCam(tmp_path)
@@ -271,6 +277,7 @@ def test_unusable_device_is_one_line_with_the_fix(case, shim, desk_video, tmp_pa
         assert "usermod -aG video" in line
 
 
+@pytest.mark.system
 def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, daemon_guard):
     xvfb, xdotool = require_tool("Xvfb"), require_tool("xdotool")
     display = ":88"
@@ -278,7 +285,8 @@ def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, dae
     try:
         time.sleep(0.5)
         env = dict(os.environ, DISPLAY=display)
-        proc = subprocess.Popen([*VCAM, "run", "--source", str(desk_video), "--sink", "preview", "--no-on-demand"],
+        proc = subprocess.Popen([*VCAM, "run", "--source", str(desk_video), "--sink", "preview",
+                                 "--no-on-demand"],
                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         daemon_guard.append(proc)
 
@@ -295,10 +303,12 @@ def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, dae
         server.wait(5)
 
 
+@pytest.mark.system
 def test_bad_background_at_start_falls_back_to_blur(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
-    config.write_text(config.read_text().replace('background = "#ff00ff"', f'background = "{tmp_path}/gone.jpg"'))
+    config.write_text(config.read_text().replace('background = "#ff00ff"',
+                                                 f'background = "{tmp_path}/gone.jpg"'))
     proc = start_daemon(config, fake.env(shim))
     daemon_guard.append(proc)
     fake.wait_writes(20, timeout=30)
@@ -320,7 +330,8 @@ def test_bad_effect_option_names_the_option(capsys):
         main(["run", "--effect", "bogus"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "--effect" in err and "bogus" in err and "blur" in err and "<override>" not in err and "\n" not in err
+    assert "--effect" in err and "bogus" in err and "blur" in err
+    assert "<override>" not in err and "\n" not in err
 
 
 def _status(sent: int, dead: list[str] | None = None) -> dict:
@@ -337,6 +348,7 @@ def test_watchdog_is_fed_only_while_frames_leave_and_every_stage_lives():
     assert fed == [True, True, False, True, False, False, False]
 
 
+@pytest.mark.system
 def test_watchdog_stops_while_the_output_is_stalled(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     notify_path = tmp_path / "notify.sock"
@@ -344,7 +356,8 @@ def test_watchdog_stops_while_the_output_is_stalled(shim, desk_video, tmp_path, 
     notify.bind(str(notify_path))
     notify.settimeout(10)
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
-    proc = start_daemon(config, {**fake.env(shim), "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"})
+    proc = start_daemon(config, {**fake.env(shim), "NOTIFY_SOCKET": str(notify_path),
+                                 "WATCHDOG_USEC": "1000000"})
     daemon_guard.append(proc)
 
     def pings(seconds: float) -> int:

@@ -1,0 +1,206 @@
+"""The real `vcam run` daemon against faults at its edges: a background file whose open blocks (a file
+lease held by another process: the file system's own way to make open() wait), a second instance, and
+SIGHUP while it is still importing."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import require_path
+from test_run import FakeCam, write_config
+
+from vcam.control.client import request
+from vcam.errors import VcamError
+
+pytestmark = pytest.mark.system  # every test here starts the `vcam run` daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+VCAM = [sys.executable, "-m", "vcam"]
+F_SETLEASE = getattr(__import__("fcntl"), "F_SETLEASE", 1024)
+
+# Holds a write lease on a file: another process's open() of it blocks until the lease is given up (or
+# /proc/sys/fs/lease-break-time, 45 s by default, runs out).
+LEASE_HOLDER = f"""
+import fcntl, os, signal, sys, time
+signal.signal(signal.SIGIO, signal.SIG_IGN)  # told that someone opens it: ignored, the lease is kept
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, {F_SETLEASE}, fcntl.F_WRLCK)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - not up yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _start(config: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    env.pop("DISPLAY", None)
+    with open(log, "w") as out:
+        return subprocess.Popen([*VCAM, "--config", str(config), "run"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def _still(tmp_path: Path, desk_video: Path) -> Path:
+    cap = cv2.VideoCapture(str(desk_video))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), cv2.resize(frame, (320, 180)))
+    return still
+
+
+def test_a_background_whose_open_blocks_never_blocks_the_controls_or_shutdown(tmp_path, desk_video,
+                                                                               daemon_guard):
+    porch = require_path("backgrounds", "images", "pixabay_porch-691330_1280.jpg")
+    slow = tmp_path / "slow.webm"
+    shutil.copyfile(require_path("backgrounds", "videos", "backscrub_retrowave.webm"), slow)
+    sock = tmp_path / "vcam.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[camera]
+source = "{_still(tmp_path, desk_video)}"
+[output]
+sink = "null"
+width = 320
+height = 180
+[daemon]
+on_demand = false
+[backgrounds]
+paths = ["{porch}"]
+[control]
+socket = "{sock}"
+watch_config = false
+""")
+    lease = subprocess.Popen([sys.executable, "-c", LEASE_HOLDER, str(slow)], stdout=subprocess.PIPE,
+                             text=True)
+    daemon_guard.append(lease)
+    assert lease.stdout.readline().strip() == "held"
+    log = tmp_path / "vcam.log"
+    proc = _start(config, log)
+    daemon_guard.append(proc)
+    _wait(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames")
+
+    def switch(results: list) -> None:
+        t0 = time.monotonic()
+        results.append((request(sock, "background", [str(slow)]), time.monotonic() - t0))
+
+    stuck: list = []
+    presses = [threading.Thread(target=switch, args=(stuck,)) for _ in range(2)]  # two slow loads queued
+    for press in presses:
+        press.start()
+        time.sleep(0.2)
+
+    t0 = time.monotonic()
+    reply = request(sock, "pause")
+    assert reply["ok"] and reply["result"]["paused"] is True and time.monotonic() - t0 < 1.0, reply
+    assert request(sock, "resume")["result"]["paused"] is False and time.monotonic() - t0 < 2.0
+    t0 = time.monotonic()
+    reply = request(sock, "background", ["#ff0000"])  # a colour: never queued behind the stuck file
+    assert reply["ok"] and reply["result"]["background"] == "#ff0000" and time.monotonic() - t0 < 1.0, reply
+    t0 = time.monotonic()
+    reply = request(sock, "background", ["1"])  # the next load runs on a fresh worker
+    assert reply["ok"] and reply["result"]["background_index"] == 1 and time.monotonic() - t0 < 3.0, reply
+    for press in presses:
+        press.join(20)
+    assert all(not r["ok"] or "note" in r["result"] for r, _ in stuck), stuck  # dropped, never shown later
+    assert request(sock, "status")["result"]["background_index"] == 1
+
+    # One more stuck load, alone this time: abandoned at its deadline, with a reply that says so.
+    t0 = time.monotonic()
+    reply = request(sock, "background", [str(slow)])
+    assert not reply["ok"] and "still loading" in reply["error"] and time.monotonic() - t0 < 8, reply
+    assert request(sock, "status")["result"]["background_index"] == 1  # nothing changed
+
+    # And while a load is stuck, SIGTERM still stops everything at once.
+    def stuck_at_exit() -> None:
+        try:
+            request(sock, "background", [str(slow)])
+        except VcamError:
+            pass  # the daemon stopped under it: no answer
+
+    threading.Thread(target=stuck_at_exit, daemon=True).start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(5)
+    except subprocess.TimeoutExpired:
+        code = None
+    elapsed = time.monotonic() - t0
+    text = log.read_text()
+    assert code == 0 and elapsed < 1.0, (code, elapsed, text[-2000:])
+    assert "Traceback" not in text and "still loading after" in text
+
+
+def test_a_second_instance_is_refused_before_it_opens_anything(shim, desk_video, tmp_path, daemon_guard):
+    fake = FakeCam(tmp_path)
+    config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
+    first = _start(config, tmp_path / "first.log", fake.env(shim))
+    daemon_guard.append(first)
+    fake.wait_writes(10, timeout=60)
+    sock = Path(os.environ["XDG_RUNTIME_DIR"]) / "vcam.sock"
+    assert sock.exists()
+    sock.unlink()  # the socket file is gone: the lock, not the socket, says a vcam runs
+    t0 = time.monotonic()
+    second = subprocess.run([*VCAM, "--config", str(config), "run"], env=dict(os.environ, **fake.env(shim),
+                            PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - t0
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert second.returncode == 2 and len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert f"another vcam is already running (pid {first.pid}" in lines[0]
+    assert fake.formats() == [f"{640} {360} YU12"]  # only the first ever set the device's format
+    assert elapsed < 10  # refused before the model loads
+    assert first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(5) == 0
+
+
+def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, daemon_guard):
+    sock = tmp_path / "vcam.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[camera]
+source = "{_still(tmp_path, desk_video)}"
+[output]
+sink = "null"
+width = 320
+height = 180
+[control]
+socket = "{sock}"
+watch_config = false
+""")
+    proc = _start(config, tmp_path / "vcam.log")
+    daemon_guard.append(proc)
+
+    def importing() -> bool:  # numpy is mapped: the command's imports (OpenCV, the model) are under way
+        return "numpy" in Path(f"/proc/{proc.pid}/maps").read_text()
+
+    _wait(importing, 30, "the imports")
+    for _ in range(3):
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.05)
+    _wait(lambda: request(sock, "status")["ok"], 60, "the daemon to come up")
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 0
+    assert "Traceback" not in (tmp_path / "vcam.log").read_text()

@@ -1,0 +1,123 @@
+"""`vcam eval` on still pictures: IoU and boundary F of the raw model, vcam's live matte and vcam's
+file-mode matte, each still set on its own, so that a matte tuned on one kind of picture cannot hide a
+loss on another (docs/matte.md, "Every kind of picture").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcam.compositing.engine import Engine
+from vcam.config import Settings
+from vcam.errors import VcamError
+from vcam.matting.matte import MatteBuilder
+from vcam.matting.runtimes import open_segmenter
+from vcam.testdata import testdata_path
+
+BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
+_SQUARE_3X3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+
+# The still sets: folder under the test data -> what it holds (its images/ and masks/ share file stems).
+STILL_SETS = {"portraits": "head-and-shoulders portraits, hand-drawn masks",
+              "people_varied": "groups, full bodies, distant people, street scenes; remove.bg masks"}
+
+
+class EvalError(VcamError):
+    """The test data `vcam eval` needs is missing."""
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    union = np.count_nonzero(pred | truth)
+    return 1.0 if union == 0 else np.count_nonzero(pred & truth) / union
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """The pixels on either side of the mask's boundary (a 1-px morphological gradient)."""
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, _SQUARE_3X3) > 0
+
+
+def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
+    """Boundary F-score: harmonic mean of edge precision and recall within `tolerance` px."""
+    bp, bt = _edges(pred), _edges(truth)
+    n_pred, n_truth = np.count_nonzero(bp), np.count_nonzero(bt)
+    if n_pred == 0 or n_truth == 0:
+        return float(n_pred == n_truth)
+    dist_to_truth = cv2.distanceTransform((~bt).astype(np.uint8), cv2.DIST_L2, 3)
+    dist_to_pred = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, 3)
+    precision = np.count_nonzero(dist_to_truth[bp] <= tolerance) / n_pred
+    recall = np.count_nonzero(dist_to_pred[bt] <= tolerance) / n_truth
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def raw_alpha(confidence: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    """The raw model output at frame size: its confidence upsampled bilinearly, nothing else."""
+    return cv2.resize(confidence, size, dst=dst, interpolation=cv2.INTER_LINEAR)
+
+
+def still_pairs(name: str, limit: int = 0) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of the still set `name` (STILL_SETS); `limit`: that many, spread evenly."""
+    images = testdata_path(name, "images")
+    masks = testdata_path(name, "masks")
+    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))] if images.is_dir() else []
+    if not pairs:
+        raise EvalError(f"{images}: no {name.replace('_', ' ')} found "
+                        "(set VCAM_TESTDATA to the shared testdata folder)")
+    if limit and limit < len(pairs):  # an even spread over the set, not its first few
+        pairs = [pairs[round(i * len(pairs) / limit)] for i in range(limit)]
+    return pairs
+
+
+def portrait_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
+    return still_pairs("portraits", limit)
+
+
+def people_varied_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
+    return still_pairs("people_varied", limit)
+
+
+def _read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    image = cv2.imread(str(image_path))
+    truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    if image is None or truth is None:
+        raise EvalError(f"{image_path}: cannot read the picture or its mask")
+    if truth.shape != image.shape[:2]:
+        raise EvalError(f"{mask_path}: mask is {truth.shape[1]}x{truth.shape[0]}, "
+                        f"picture {image.shape[1]}x{image.shape[0]}")
+    return image, truth > 127
+
+
+def eval_stills(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
+    """Mean IoU and boundary F over still pictures of the raw model ("raw": its confidence at 50%), of
+    vcam's live matte ("vcam": one model pass, quality "fast") and of the file-mode matte ("file": what
+    `vcam apply` makes of a still with the configured quality; "vcam" again when that is "fast")."""
+    seg = settings.segmentation
+    file_mode = settings.matte.quality != "fast"
+    names = ("raw", "vcam", "file") if file_mode else ("raw", "vcam")
+    scores = {name: {"iou": [], "boundary_f": []} for name in names}
+    engine = Engine(settings, video=False) if file_mode else None  # runs `vcam apply`'s model passes
+    try:
+        with open_segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
+            matte = MatteBuilder(settings.matte, video=False)  # the live path: grey guide
+            for image_path, mask_path in pairs:
+                image, truth = _read_pair(image_path, mask_path)
+                h, w = image.shape[:2]
+                confidence = segmenter.segment(image)
+                alphas = [raw_alpha(confidence, (w, h)), matte.build(confidence, (w, h), image)]
+                if engine is not None:
+                    alphas.append(engine.alpha(image))
+                for name, alpha in zip(names, alphas, strict=True):
+                    person = alpha >= 128
+                    scores[name]["iou"].append(iou(person, truth))
+                    scores[name]["boundary_f"].append(boundary_f(person, truth))
+    finally:
+        if engine is not None:
+            engine.close()
+    out = {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in scores.items()}
+    if not file_mode:
+        out["file"] = dict(out["vcam"])
+    out["images"] = len(pairs)
+    out["quality"] = settings.matte.quality
+    return out
