@@ -123,10 +123,10 @@ def test_the_next_frame_is_made_while_this_one_is_shown(background_video):
 
 
 def test_close_stops_the_clip_thread(background_video):
-    before = {t.ident for t in threading.enumerate() if t.name == "vcam-clip"}
+    before = [t for t in threading.enumerate() if t.name == "vcam-clip"]
     bg = VideoBackground(background_video)
     bg.frame_i420((320, 180), 0.0)
-    ours = [t for t in threading.enumerate() if t.name == "vcam-clip" and t.ident not in before]
+    ours = [t for t in threading.enumerate() if t.name == "vcam-clip" and all(t is not b for b in before)]
     assert len(ours) == 1
     bg.close()
     ours[0].join(2.0)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import require_path
 
-from vcam.commands.eval import boundary_f, eval_video
+from vcam.commands.eval import eval_video
+from vcam.commands.eval_stills import boundary_f
 from vcam.config import load_settings
 from vcam.frames import i420
 from vcam.matting import schedule
@@ -51,21 +52,34 @@ def test_the_default_is_the_adaptive_schedule(settings):
     assert settings.segmentation.interval == 4  # the cap: the model on at least every 4th frame
 
 
+def held_still(frame: np.ndarray, n: int, noise: float = 2.0) -> list[np.ndarray]:
+    """`frame` n times with a webcam sensor's noise (Gaussian, `noise` grey levels): a person sitting still."""
+    rng = np.random.default_rng(1)
+    return [np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+
+
 @pytest.mark.parametrize("planar", [False, True], ids=["bgr", "live-i420"])
 def test_the_model_is_skipped_while_still_and_runs_on_every_frame_of_motion(settings, desk_video, outdoor_video,
                                                                            planar):
     """Counted through Matting, as the live pipeline and `vcam eval` run it (BGR files at their own size;
-    the live path's I420 camera frames at 720p)."""
+    the live path's I420 camera frames at 720p): a person held still gets the model on every 4th frame
+    (the cap), the outdoor clip (breathing, wind, a camera held by hand) on fewer frames than the desk
+    video, whose typing moves the person's edge on every frame."""
     size = (1280, 720) if planar else None
+    still = held_still(read_frames(outdoor_video, 1, size)[0], 40)
+    clips = {"held still": [i420.from_bgr(f, full_range=True) for f in still] if planar else still,
+             "outdoor": read_frames(outdoor_video, 90, size, planar),
+             "desk": read_frames(desk_video, 90, size, planar)}
     shares = {}
-    for name, video in (("still", outdoor_video), ("moving", desk_video)):
+    for name, frames in clips.items():
         with Matting(settings, video=True) as matting:
-            done = works(matting, read_frames(video, 90, size, planar))
+            done = works(matting, frames)
         shares[name] = done.count(Work.MODEL) / len(done)
         assert matting.schedule.model_runs == done.count(Work.MODEL)
-    print(f"\nmodel on {shares['still']:.0%} of the still clip's frames, {shares['moving']:.0%} of the desk's")
-    assert shares["still"] < 0.6
-    assert shares["moving"] > 0.95
+    print("\nmodel on " + ", ".join(f"{share:.0%} of {name}" for name, share in shares.items()))
+    assert shares["held still"] == 10 / 40  # frames 0, 4, 8, ...
+    assert shares["outdoor"] < shares["desk"]
+    assert shares["desk"] > 0.95
 
 
 def test_the_scheduled_matte_is_the_every_frame_matte(settings, desk_video, outdoor_video):

@@ -18,7 +18,7 @@ import numpy as np
 from vcam.frames.reduce import Reducer
 
 PROBE_WIDTH = 160  # px across of the probe (its height follows the frame's aspect)
-CHANGE_LEVELS = 6  # a probe pixel that changed by this many grey levels has moved (camera noise is less)
+CHANGE_LEVELS = 4  # a probe pixel that changed by this many grey levels has moved (its noise is a fraction)
 BAND_RADIUS = 3  # probe px either side of the mask's boundary that count as its edge
 RUN_SHARE = 0.02  # the model runs when this share of the edge band has moved since its last frame
 KEEP_SHARE = 0.002  # the matte is kept when less than this share of the band moved since it was built
