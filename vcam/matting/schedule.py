@@ -66,9 +66,13 @@ class ModelSchedule:
         if reduced.planar:
             return reduced.gray(size, self._probe)
         # a BGR frame (files): made aside, so the reductions the model and the guide start from do not
-        # depend on whether the model runs
-        grey = cv2.cvtColor(reduced.frame, cv2.COLOR_BGR2GRAY)
-        return cv2.resize(grey, size, dst=self._probe, interpolation=cv2.INTER_AREA)
+        # depend on whether the model runs; halved (INTER_AREA's fast path) while at least 4x the probe,
+        # turned grey, then averaged the rest of the way
+        small = reduced.frame
+        while small.shape[1] >= 4 * size[0] and small.shape[0] >= 4 * size[1]:
+            small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        return cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), size, dst=self._probe,
+                          interpolation=cv2.INTER_AREA)
 
     def _moved(self, reference: np.ndarray) -> float:
         """The share of the edge band whose probe pixels changed by CHANGE_LEVELS since `reference`."""
