@@ -59,3 +59,20 @@ def test_per_thread_cpu_counts_a_replaced_thread_from_zero():
     per = _per_thread_ms(before, after, cpu=1.2, frames=100)
     assert per["capture"] == 3.0 and per["segmenter"] == 6.0 and per["compositor"] == 0.0
     assert per["other"] == 3.0  # 12 ms a frame in all: the rest is the old capture thread and the others
+
+
+def test_bench_measures_the_still_clip_beside_the_moving_one(desk_video):
+    """The still clip (a person sitting nearly still) gets rows of its own, and the share of frames the
+    model ran on says what the schedule saved there."""
+    from conftest import require_path
+
+    still = require_path("videos", "outdoor_sitting_640x360.mp4")
+    r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--video", str(desk_video), "--still", "blur",
+                        "--still-video", str(still), "--sizes", "640x360", "--effects", "blur", "--frames", "30",
+                        "--seconds", "2", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["results"]
+    assert [(row["effect"], row["clip"]) for row in rows] == [("blur", "desk"), ("blur", "outdoor")]
+    moving, sitting = rows
+    assert moving["model_share"] > 0.9
+    assert sitting["model_share"] < moving["model_share"]

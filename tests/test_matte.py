@@ -13,6 +13,7 @@ from vcam.compositing.engine import Engine
 from vcam.config import ConfigError, load_settings
 from vcam.matting.matte import MatteBuilder, guide_size, smoothstep_lut
 from vcam.matting.models import ModelError
+from vcam.matting import schedule
 from vcam.matting.runtimes import open_segmenter
 
 
@@ -234,9 +235,12 @@ def test_litert_runtime_rejects_a_bogus_model(tmp_path):
         open_segmenter("general", str(tmp_path / "missing.tflite"), runtime="litert")
 
 
-def test_interval_two_skips_the_model_but_the_matte_follows_each_frame(settings, desk_video):
+def test_interval_two_skips_the_model_but_the_matte_follows_each_frame(settings, desk_video, monkeypatch):
+    # the cap alone decides (the schedule's own triggers switched off): the model on every other frame
+    monkeypatch.setattr(schedule, "RUN_SHARE", 2.0)
+    monkeypatch.setattr(schedule, "KEEP_SHARE", 0.0)
     frames = read_frames(desk_video, 12, step=3)  # every 3rd frame: real motion between them
-    every = settings.replace("matte", temporal=0.0)
+    every = settings.replace("matte", temporal=0.0).replace("segmentation", interval=1)
     alternate = every.replace("segmentation", interval=2)
     with Engine(every, video=True) as per_frame, Engine(alternate, video=True) as skipping:
         for i, frame in enumerate(frames):

@@ -1,8 +1,9 @@
 """Background sources for the replace/video effects: a solid colour, an image or a looping video.
 
-Each source hands out a BGR uint8 frame of the requested size. Images are scaled to cover the frame and
-centre-cropped (never stretched) once per size and cached; videos decode one frame per output frame into
-a reused buffer and loop at their end.
+Each source hands out a BGR uint8 frame of the requested size, or I420 for the live pipeline. Images are
+scaled to cover the frame and centre-cropped (never stretched) once per size and cached; videos decode
+each clip frame they show once, at their own frame rate, and loop at their end (for I420, on a thread
+of their own: clip.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vcam.compositing.clip import ClipReader
 from vcam.frames import i420
 from vcam.frames.image_size import image_size
 from vcam.errors import VcamError
@@ -242,6 +244,8 @@ class VideoBackground(Background):
         self._last_t = 0.0
         self._buf: np.ndarray | None = None
         self._scaled: tuple | None = None  # (size, frame number) that _buf holds
+        self._reader: ClipReader | None = None  # frame_i420()'s decoder, started by its first call
+        self._started = False  # a frame was shown
 
     def _step(self, keep: bool) -> None:
         """Move to the next frame (from the start again at the end); decode it into _raw if `keep`."""
@@ -257,7 +261,7 @@ class VideoBackground(Background):
     def _due(self, t: float | None) -> int:
         """The frame number to show at `t`."""
         if t is None:
-            return self._shown + (self._scaled is not None)
+            return self._shown + self._started
         if self._t0 is None:
             self._t0 = t - self._shown / self.fps
         elif t < self._last_t or t - self._last_t > PAUSE_S:  # a new stream or a pause: go on from here
@@ -275,13 +279,29 @@ class VideoBackground(Background):
                 self._buf = np.empty((h, w, 3), np.uint8)
             cover_resize(self._raw, size, dst=self._buf)
             self._scaled = (size, self._shown)
+        self._started = True
         return self._buf
+
+    def frame_i420(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
+        """The frame due at `t` as I420, made ready one frame ahead on the clip's own thread (clip.py)."""
+        if self._reader is None:
+            self._reader = ClipReader(self.path)
+        due = self._due(t)
+        picture = self._reader.get(due, size, ahead=max(1, due - self._shown))
+        self._shown, self._started = max(self._shown, due), True
+        return picture if picture is not None else super().frame_i420(size, t)
 
     def _picture_key(self) -> object:
         return self._shown
 
     def close(self) -> None:
         self._cap.release()
+        if self._reader is not None:
+            self._reader.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_reader", None) is not None:
+            self._reader.close()
 
 
 def is_video_path(path: Path) -> bool:

@@ -2,8 +2,8 @@
 
 Why one class: the model, the matte builder and the frame's reductions share one Reducer per frame
 (the model's input, the guide and the blur's small picture all start from the same smaller copy), and
-the [segmentation] interval decides per frame whether the model runs at all; the callers (the live
-pipeline, `vcam apply`, `vcam eval`) only ask for a frame's matte.
+the schedule (schedule.py) decides per video frame how much of that work the frame needs; the callers
+(the live pipeline, `vcam apply`, `vcam eval`) only ask for a frame's matte.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from vcam.config import MatteSettings, Settings
 from vcam.frames.reduce import Reducer
 from vcam.matting.matte import Matte, MatteBuilder
 from vcam.matting.runtimes import SegmenterBase, open_segmenter
+from vcam.matting.schedule import ModelSchedule, Work
 
 
 @dataclass
@@ -33,10 +34,10 @@ class Matting:
     Inputs: frames, BGR (h, w, 3) or full-range I420 (frames/i420.py), uint8, any size (buffers follow).
     Outputs: a Matte per frame (matte.py): alpha at the frame's size with the soft-edge LUT still to
         apply and the small mask it was upsampled from; with `blur`, the frame's small picture too.
-    Options: Settings' [segmentation] (model, model_path, runtime, interval: video only, the model runs
-        on every interval-th frame and the matte re-fits the carried mask to each frame's edges) and
-        [matte] (replaceable per frame: run(matte=...)); `video`: a stream (temporal smoothing,
-        timestamps) rather than unrelated stills.
+    Options: Settings' [segmentation] (model, model_path, runtime, interval: video only, the most frames
+        in a row without the model; below that the schedule runs it when the person's edge moves, and
+        the matte re-fits the carried mask to each frame's edges) and [matte] (replaceable per frame:
+        run(matte=...)); `video`: a stream (schedule, temporal smoothing, timestamps) rather than stills.
     """
 
     def __init__(self, settings: Settings, *, video: bool) -> None:
@@ -44,12 +45,13 @@ class Matting:
         self.segmenter: SegmenterBase = open_segmenter(seg.model, seg.model_path, video=video,
                                                        runtime=seg.runtime)
         self.builder = MatteBuilder(settings.matte, video=video)
-        self.interval = seg.interval if video else 1
+        self.schedule = ModelSchedule(seg.interval if video else 1)
         self.reduced = Reducer()  # the current frame's smaller copies, shared by model, matte and blur
         self.times = StageTimes()
-        self._frame_no = 0
+        self.work = Work.MODEL  # what the last frame got
         self._confidence: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
+        self._last: Matte | None = None  # the Matte run() returned last
 
     def close(self) -> None:
         self.segmenter.close()
@@ -61,8 +63,22 @@ class Matting:
         self.close()
 
     def reset(self) -> None:
-        """Forget the previous frame's matte (a cut in the input, e.g. after a camera reconnect)."""
+        """Forget the previous frames (a cut in the input, e.g. after a camera reconnect): the next frame
+        gets the model and a matte of its own."""
         self.builder.reset()
+        self.schedule.reset()
+        self._confidence = None
+
+    def _work(self, reduced: Reducer, matte: MatteSettings | None) -> Work:
+        """What this frame gets: the schedule's answer, unless the state forces more."""
+        h, w = reduced.hw
+        work = self.schedule.decide(reduced) if self.schedule.cap > 1 else Work.MODEL
+        if self._confidence is None or self._shape != (h, w):
+            return Work.MODEL
+        if work is Work.KEEP and (self._last is None or self._last.alpha.shape != (h, w)
+                                  or (matte is not None and matte is not self.builder.settings)):
+            return Work.MATTE
+        return work
 
     def run(self, frame: np.ndarray, timestamp_ms: int | None = None, matte: MatteSettings | None = None,
             *, blur: int | None = None, into: Matte | None = None) -> Matte:
@@ -76,10 +92,11 @@ class Matting:
         reduced = self.reduced
         reduced.set(frame)
         h, w = reduced.hw
-        if self._frame_no % self.interval == 0 or self._confidence is None or self._shape != (h, w):
+        self.work = work = self._work(reduced, matte)
+        if work is Work.MODEL:
             self._confidence = self.segmenter.segment(frame, timestamp_ms, reduced)
             self._shape = (h, w)
-        self._frame_no += 1
+            self.schedule.ran_model(self._confidence)
         t1 = time.perf_counter()
         if matte is not None and matte is not self.builder.settings:
             self.builder.configure(matte)
@@ -87,7 +104,16 @@ class Matting:
             into = Matte.blank((w, h))
         else:
             into.fit((w, h))
-        self.builder.build_matte(self._confidence, frame, reduced, into)
+        if work is Work.KEEP:  # nothing moved on the edge since the last matte: it is this frame's too
+            last = self._last
+            if into is not last:
+                np.copyto(into.alpha, last.alpha)
+                into.lut = last.lut
+                into.keep_mask(last.mask)
+        else:
+            self.builder.build_matte(self._confidence, frame, reduced, into)
+            self.schedule.built_matte()
+        self._last = into
         t2 = time.perf_counter()
         self.times.segment, self.times.matte = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         if blur is None:
