@@ -12,9 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.system
 def test_bench_json_reports_all_figures(desk_video):
-    r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--video", str(desk_video), "--sizes", "640x360",
-                        "--effects", "blur,none", "--frames", "30", "--seconds", "1.5", "--json"],
+    r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--video", str(desk_video),
+                        "--sizes", "640x360", "--effects", "blur,none", "--frames", "30", "--seconds", "1.5",
+                        "--json"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
@@ -22,7 +24,8 @@ def test_bench_json_reports_all_figures(desk_video):
     assert [(row["size"], row["effect"]) for row in rows] == [("640x360", "blur"), ("640x360", "none")]
     blur, none = rows
     for row in rows:
-        assert row["uncapped_fps"] > 0 and row["cpu_pct_30fps"] > 0 and row["peak_rss_mb"] >= row["rss_mb"] > 50
+        assert row["uncapped_fps"] > 0 and row["cpu_pct_30fps"] > 0
+        assert row["peak_rss_mb"] >= row["rss_mb"] > 50
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
         assert 20 <= row["fps_30"] <= 36  # paced like a 30 fps camera
         assert row["ms"]["read"] > 0 and row["ms"]["send"] is not None  # I420 all the way: no conversion left
@@ -39,6 +42,7 @@ def test_bench_json_reports_all_figures(desk_video):
     assert none["ms"]["segment"] is None and none["ms"]["composite"] is None  # null: the stage never ran
 
 
+@pytest.mark.system
 def test_bench_bad_size_is_one_line():
     r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--sizes", "big"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
@@ -61,6 +65,7 @@ def test_per_thread_cpu_counts_a_replaced_thread_from_zero():
     assert per["other"] == 3.0  # 12 ms a frame in all: the rest is the old capture thread and the others
 
 
+@pytest.mark.system
 def test_bench_measures_the_still_clip_beside_the_moving_one(desk_video):
     """The still clip (a person sitting nearly still) gets rows of its own, and the share of frames the
     model ran on says what the schedule saved there."""
@@ -68,8 +73,9 @@ def test_bench_measures_the_still_clip_beside_the_moving_one(desk_video):
 
     still = require_path("videos", "outdoor_sitting_640x360.mp4")
     r = subprocess.run([sys.executable, "-m", "vcam", "bench", "--video", str(desk_video), "--still", "blur",
-                        "--still-video", str(still), "--sizes", "640x360", "--effects", "blur", "--frames", "30",
-                        "--seconds", "2", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        "--still-video", str(still), "--sizes", "640x360", "--effects", "blur",
+                        "--frames", "30", "--seconds", "2", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["results"]
     assert [(row["effect"], row["clip"]) for row in rows] == [("blur", "desk"), ("blur", "outdoor")]

@@ -47,7 +47,8 @@ def test_i420_frames_are_the_clips_frames_at_their_time_across_loops(background_
     finally:
         bg.close()
     print(f"\nworst PSNR against the BGR path: {worst:.1f} dB")
-    assert worst > 36  # the same picture (45 dB at the clip's own size): a neighbouring frame is under 20 dB away
+    # the same picture (45 dB at the clip's own size): a neighbouring frame is under 20 dB away
+    assert worst > 36
 
 
 def test_the_loop_is_decoded_once_then_played_from_jpegs(background_video, monkeypatch):

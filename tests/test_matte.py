@@ -11,9 +11,9 @@ import pytest
 from vcam.commands.eval_stills import eval_stills, iou
 from vcam.compositing.engine import Engine
 from vcam.config import ConfigError, load_settings
+from vcam.matting import schedule
 from vcam.matting.matte import MatteBuilder, guide_size, smoothstep_lut
 from vcam.matting.models import ModelError
-from vcam.matting import schedule
 from vcam.matting.runtimes import open_segmenter
 
 

@@ -53,14 +53,14 @@ def test_the_default_is_the_adaptive_schedule(settings):
 
 
 def held_still(frame: np.ndarray, n: int, noise: float = 2.0) -> list[np.ndarray]:
-    """`frame` n times with a webcam sensor's noise (Gaussian, `noise` grey levels): a person sitting still."""
+    """`frame` n times with a webcam sensor's noise (Gaussian, `noise` grey levels): a still person."""
     rng = np.random.default_rng(1)
     return [np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8) for _ in range(n)]
 
 
 @pytest.mark.parametrize("planar", [False, True], ids=["bgr", "live-i420"])
-def test_the_model_is_skipped_while_still_and_runs_on_every_frame_of_motion(settings, desk_video, outdoor_video,
-                                                                           planar):
+def test_the_model_is_skipped_while_still_and_runs_on_every_frame_of_motion(settings, desk_video,
+                                                                           outdoor_video, planar):
     """Counted through Matting, as the live pipeline and `vcam eval` run it (BGR files at their own size;
     the live path's I420 camera frames at 720p): a person held still gets the model on every 4th frame
     (the cap), the outdoor clip (breathing, wind, a camera held by hand) on fewer frames than the desk

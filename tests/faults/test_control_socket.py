@@ -169,7 +169,8 @@ def test_another_user_connecting_is_refused_and_nothing_is_applied(shared_tmp, d
     path.chmod(0o666)  # as if the folder or mode were wrong: the uid check must still hold
     # the server may refuse (and close) before the request is sent: a send into the closed socket is fine,
     # the refusal is still there to read
-    script = ("import json, socket, sys, contextlib; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+    script = ("import json, socket, sys, contextlib\n"
+              "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
               "with contextlib.suppress(BrokenPipeError, ConnectionResetError):\n"
               "    s.sendall(b'{\"action\": \"pause\"}\\n')\n"
               "print(s.recv(4096).decode())")

@@ -48,9 +48,9 @@ class BenchError(VcamError):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure the live pipeline's speed (null sink)",
-                              description="Run the real live pipeline on a video file with the null sink, per "
-                                          "effect and output size, and print per-stage ms, uncapped fps, CPU% "
-                                          "at 30 fps, latency and memory. " + TARGETS)
+                              description="Run the real live pipeline on a video file with the null sink, "
+                                          "per effect and output size, and print per-stage ms, uncapped fps, "
+                                          "CPU% at 30 fps, latency and memory. " + TARGETS)
     p.add_argument("--video", metavar="FILE", help="source video (default: the desk video in the test data)")
     p.add_argument("--still", metavar="EFFECTS", default=None,
                    help="effects also measured on the still clip (a person sitting nearly still, from the "
@@ -262,8 +262,9 @@ def format_table(rows: list[dict]) -> str:
             f"{f(r['latency_ms_p50']):>5} {f(r['latency_ms_p95']):>5}",
             f"{f(r['rss_mb'], '.0f'):>4}MB {f(r['peak_rss_mb'], '.0f'):>4}MB"]))
     lines.append("stage columns: mean ms per frame; model: share of frames the model ran on; uncap: uncapped "
-                 "fps; fps: achieved in the 30 fps run; cpu@30: % of one core at 30 fps; p50/p95: capture-to-send "
-                 "latency ms; rss: resident memory during the run, peak: process high-water mark")
+                 "fps; fps: achieved in the 30 fps run; cpu@30: % of one core at 30 fps; p50/p95: "
+                 "capture-to-send latency ms; rss: resident memory during the run, "
+                 "peak: process high-water mark")
     lines += ["", "CPU ms per frame by thread (30 fps run):",
               f"{'size':>9} {'effect':<11} {'clip':<7} "
               + " ".join(f"{t:>10}" for t in (*PIPELINE_THREADS, "other"))]

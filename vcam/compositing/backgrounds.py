@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 
 from vcam.compositing.clip import ClipReader
+from vcam.errors import VcamError
 from vcam.frames import i420
 from vcam.frames.image_size import image_size
-from vcam.errors import VcamError
 from vcam.native import native_stderr_to_log
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class Background:
 class ColorBackground(Background):
     def __init__(self, bgr: tuple[int, int, int], label: str = "") -> None:
         self.bgr = bgr
-        self.label = label or "#%02x%02x%02x" % (bgr[2], bgr[1], bgr[0])
+        self.label = label or f"#{bgr[2]:02x}{bgr[1]:02x}{bgr[0]:02x}"
         self._buf: np.ndarray | None = None
 
     def frame(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
@@ -235,7 +235,8 @@ class VideoBackground(Background):
         ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
         if not ok or first is None:
             self._cap.release()
-            raise BackgroundError(f"{path}: cannot decode background video (missing, unreadable or not a video)")
+            raise BackgroundError(f"{path}: cannot decode background video "
+                                  f"(missing, unreadable or not a video)")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 240 else 30.0
         self._raw = first

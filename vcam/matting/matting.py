@@ -56,7 +56,7 @@ class Matting:
     def close(self) -> None:
         self.segmenter.close()
 
-    def __enter__(self) -> "Matting":
+    def __enter__(self) -> Matting:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -70,7 +70,8 @@ class ModelSchedule:
         # turned grey, then averaged the rest of the way
         small = reduced.frame
         while small.shape[1] >= 4 * size[0] and small.shape[0] >= 4 * size[1]:
-            small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            half = (small.shape[1] // 2, small.shape[0] // 2)
+            small = cv2.resize(small, half, interpolation=cv2.INTER_AREA)
         return cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), size, dst=self._probe,
                           interpolation=cv2.INTER_AREA)
 
