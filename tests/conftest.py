@@ -195,3 +195,19 @@ def mp4_with_display_rotation(image, path: Path, frames: int = 8) -> None:
     matrix = [(0, 16), (1, 16), (0, 30), (-1, 16), (0, 16), (0, 30), (0, 16), (0, 16), (1, 30)]
     data[at:at + 36] = b"".join(fixed(v, b) for v, b in matrix)
     path.write_bytes(bytes(data))
+
+
+def other_user_prefix(uid: int = 65534) -> list[str]:
+    """setpriv's command prefix to run a process as another user, or skip: that needs root, and a Python
+    the other user can run (pyenv's builds under /root load their libpython from where only root reads)."""
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a process as another user (CI runs as root)")
+    prefix = [require_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True, text=True,
+                           timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"{sys.executable} cannot run as uid {uid}: {probe.stderr.strip()[:120]}")
+    return prefix

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_path, require_tool
+from conftest import other_user_prefix, require_path
 
 import vcam.control.client as client
 from vcam.cli import main
@@ -41,9 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def as_nobody(*cmd: str) -> list[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a process as another user (CI runs as root)")
-    return [require_tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+    return [*other_user_prefix(NOBODY), *cmd]
 
 
 @pytest.fixture
