@@ -104,24 +104,37 @@ def testdata() -> Path:
     return require_path()
 
 
+def _image_mask_pairs(folder: str) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of one still set of the test data: images/*.jpg with masks/<stem>.png."""
+    images = require_path(folder, "images")
+    masks = require_path(folder, "masks")
+    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))]
+    assert pairs, f"no pictures in {images}"
+    return pairs
+
+
 @pytest.fixture(scope="session")
 def portraits() -> list[tuple[Path, Path]]:
     """(image, hand-drawn mask) pairs of the real portrait set."""
-    images = require_path("portraits", "images")
-    masks = require_path("portraits", "masks")
-    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))]
-    assert pairs, f"no portraits in {images}"
-    return pairs
+    return _image_mask_pairs("portraits")
 
 
 @pytest.fixture(scope="session")
 def people_varied() -> list[tuple[Path, Path]]:
     """(image, remove.bg mask) pairs of the varied people set: groups, full bodies, distant people."""
-    images = require_path("people_varied", "images")
-    masks = require_path("people_varied", "masks")
-    pairs = [(p, masks / (p.stem + ".png")) for p in sorted(images.glob("*.jpg"))]
-    assert pairs, f"no pictures in {images}"
-    return pairs
+    return _image_mask_pairs("people_varied")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The file Engine with the live path's matte (one model pass; [matte] quality = "best" is for
+    stills in file mode), shared by a module's tests."""
+    from vcam.compositing.engine import Engine
+    from vcam.config import load_settings
+
+    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
+    with Engine(settings, video=False) as e:
+        yield e
 
 
 @pytest.fixture(scope="session")

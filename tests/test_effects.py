@@ -12,10 +12,8 @@ from vcam.compositing.backgrounds import (
     cover_resize,
     parse_color,
 )
-from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look
 from vcam.compositing.spans import PersonSpans, lut_bounds
-from vcam.config import load_settings
 from vcam.matting.matte import Matte
 
 EDGE_MARGIN = 25  # px kept away from the true person edge for "behind the person" checks
@@ -29,14 +27,6 @@ def share_close(actual: np.ndarray, expected, tol: int = 3) -> float:
     """Fraction of pixels (rows of BGR values) within `tol` of `expected` in every channel."""
     diff = np.abs(actual.astype(int) - np.asarray(expected, dtype=int))
     return float((diff.reshape(len(actual), -1).max(axis=1) <= tol).mean())
-
-
-@pytest.fixture(scope="module")
-def engine():
-    # the live path's matte (one model pass): [matte] quality = "best" is for stills in file mode
-    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
-    with Engine(settings, video=False) as e:
-        yield e
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import pytest
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, cover_resize
 from vcam.compositing.compositor_bgr import BGRCompositor
 from vcam.compositing.compositor_i420 import I420Compositor
-from vcam.compositing.engine import Engine
 from vcam.compositing.look import Look
 from vcam.config import load_settings
 from vcam.frames import i420, turbojpeg
@@ -290,14 +289,6 @@ def test_planar_reducer_matches_the_bgr_one(desk_video):
 
 
 # -- vcam/compositing/compositor_i420.py against compositor_bgr.py -------------------------------------------
-
-@pytest.fixture(scope="module")
-def engine():
-    # the live path's matte (one model pass): [matte] quality = "best" is for stills in file mode
-    settings = load_settings(None, use_user_config=False).replace("matte", quality="fast")
-    with Engine(settings, video=False) as e:
-        yield e
-
 
 @pytest.fixture(scope="module")
 def mattes(engine, portraits):

@@ -125,6 +125,16 @@ def start_daemon(config: Path, extra_env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.fixture
+def notify_socket(tmp_path):
+    """(path, socket): systemd's notify socket as the daemon sees it (NOTIFY_SOCKET), read by the test."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(path))
+        notify.settimeout(10)
+        yield path, notify
+
+
 def stop_daemon(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[float, int, str]:
     """Send `sig`; (seconds to exit, exit status, stderr)."""
     t0 = time.monotonic()
@@ -140,12 +150,10 @@ def stop_daemon(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[float, int,
 
 
 @pytest.mark.system
-def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path, daemon_guard):
+def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path, daemon_guard,
+                                                     notify_socket):
     fake = FakeCam(tmp_path)
-    notify_path = tmp_path / "notify.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    notify.settimeout(10)
+    notify_path, notify = notify_socket
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
     proc = start_daemon(config, {**fake.env(shim), "NOTIFY_SOCKET": str(notify_path)})
     daemon_guard.append(proc)
@@ -349,12 +357,9 @@ def test_watchdog_is_fed_only_while_frames_leave_and_every_stage_lives():
 
 
 @pytest.mark.system
-def test_watchdog_stops_while_the_output_is_stalled(shim, desk_video, tmp_path, daemon_guard):
+def test_watchdog_stops_while_the_output_is_stalled(shim, desk_video, tmp_path, daemon_guard, notify_socket):
     fake = FakeCam(tmp_path)
-    notify_path = tmp_path / "notify.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    notify.settimeout(10)
+    notify_path, notify = notify_socket
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
     proc = start_daemon(config, {**fake.env(shim), "NOTIFY_SOCKET": str(notify_path),
                                  "WATCHDOG_USEC": "1000000"})

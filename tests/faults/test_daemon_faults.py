@@ -69,12 +69,8 @@ def _still(tmp_path: Path, desk_video: Path) -> Path:
     return still
 
 
-def test_a_background_whose_open_blocks_never_blocks_the_controls_or_shutdown(tmp_path, desk_video,
-                                                                               daemon_guard):
-    porch = require_path("backgrounds", "images", "pixabay_porch-691330_1280.jpg")
-    slow = tmp_path / "slow.webm"
-    shutil.copyfile(require_path("backgrounds", "videos", "backscrub_retrowave.webm"), slow)
-    sock = tmp_path / "vcam.sock"
+def _null_config(tmp_path: Path, desk_video: Path, sock: Path, extra: str = "") -> Path:
+    """A config for a daemon on a still picture of the desk video, to the null sink, controlled on `sock`."""
     config = tmp_path / "config.toml"
     config.write_text(f"""
 [camera]
@@ -83,13 +79,24 @@ source = "{_still(tmp_path, desk_video)}"
 sink = "null"
 width = 320
 height = 180
+[control]
+socket = "{sock}"
+watch_config = false
+{extra}""")
+    return config
+
+
+def test_a_background_whose_open_blocks_never_blocks_the_controls_or_shutdown(tmp_path, desk_video,
+                                                                               daemon_guard):
+    porch = require_path("backgrounds", "images", "pixabay_porch-691330_1280.jpg")
+    slow = tmp_path / "slow.webm"
+    shutil.copyfile(require_path("backgrounds", "videos", "backscrub_retrowave.webm"), slow)
+    sock = tmp_path / "vcam.sock"
+    config = _null_config(tmp_path, desk_video, sock, f"""
 [daemon]
 on_demand = false
 [backgrounds]
 paths = ["{porch}"]
-[control]
-socket = "{sock}"
-watch_config = false
 """)
     lease = subprocess.Popen([sys.executable, "-c", LEASE_HOLDER, str(slow)], stdout=subprocess.PIPE,
                              text=True)
@@ -177,18 +184,7 @@ def test_a_second_instance_is_refused_before_it_opens_anything(shim, desk_video,
 
 def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, daemon_guard):
     sock = tmp_path / "vcam.sock"
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[camera]
-source = "{_still(tmp_path, desk_video)}"
-[output]
-sink = "null"
-width = 320
-height = 180
-[control]
-socket = "{sock}"
-watch_config = false
-""")
+    config = _null_config(tmp_path, desk_video, sock)
     proc = _start(config, tmp_path / "vcam.log")
     daemon_guard.append(proc)
 
