@@ -26,7 +26,7 @@ CHANGE_LEVELS = 4  # a probe pixel that changed by less than this many grey leve
 SHIFT = 0.5  # ... nor one that changed by less than a shift of this many probe px makes (x its gradient)
 BAND_RADIUS = 3  # probe px either side of the mask's boundary that count as its edge
 RUN_SHARE = 0.01  # the model runs when this share of the edge band has moved since its last frame
-KEEP_SHARE = 0.002  # the matte is kept when less than this share of the band moved since it was built
+KEEP_SHARE = 0.005  # the matte is kept when less than this share of the band moved since it was built
 
 
 class Work(Enum):
