@@ -59,27 +59,31 @@ def held_still(frame: np.ndarray, n: int, noise: float = 2.0) -> list[np.ndarray
 
 
 @pytest.mark.parametrize("planar", [False, True], ids=["bgr", "live-i420"])
-def test_the_model_is_skipped_while_still_and_runs_on_every_frame_of_motion(settings, desk_video,
-                                                                           outdoor_video, planar):
+def test_the_model_is_skipped_while_still_and_runs_while_moving(settings, desk_video, outdoor_video, planar):
     """Counted through Matting, as the live pipeline and `vcam eval` run it (BGR files at their own size;
     the live path's I420 camera frames at 720p): a person held still gets the model on every 4th frame
-    (the cap), the outdoor clip (breathing, wind, a camera held by hand) on fewer frames than the desk
-    video, whose typing moves the person's edge on every frame."""
+    (the cap); the outdoor clip (breathing, wind, a camera held by hand over foliage) on at most 60% of
+    them (a fixed change level took its compression noise and drift for motion: 84-100%), and most of
+the others keep the last matte as it is; the desk
+    video, whose typing moves the person's edge all the time, on more (test_no_lag_on_motion and
+    test_the_scheduled_matte_is_the_every_frame_matte hold the picture to the model's)."""
     size = (1280, 720) if planar else None
     still = held_still(read_frames(outdoor_video, 1, size)[0], 40)
     clips = {"held still": [i420.from_bgr(f, full_range=True) for f in still] if planar else still,
              "outdoor": read_frames(outdoor_video, 90, size, planar),
              "desk": read_frames(desk_video, 90, size, planar)}
-    shares = {}
+    shares, kept = {}, {}
     for name, frames in clips.items():
         with Matting(settings, video=True) as matting:
             done = works(matting, frames)
         shares[name] = done.count(Work.MODEL) / len(done)
+        kept[name] = done.count(Work.KEEP) / len(done)
         assert matting.schedule.model_runs == done.count(Work.MODEL)
     print("\nmodel on " + ", ".join(f"{share:.0%} of {name}" for name, share in shares.items()))
     assert shares["held still"] == 10 / 40  # frames 0, 4, 8, ...
-    assert shares["outdoor"] < shares["desk"]
-    assert shares["desk"] > 0.95
+    assert shares["outdoor"] <= 0.6
+    assert kept["outdoor"] >= 0.4  # most frames without the model keep the last matte (no re-fit)
+    assert shares["desk"] > shares["outdoor"] + 0.2
 
 
 def test_the_scheduled_matte_is_the_every_frame_matte(settings, desk_video, outdoor_video):
