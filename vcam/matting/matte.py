@@ -4,7 +4,9 @@ The model sees a ~256 px picture, so its mask is blurry and blocky at frame size
 frame to frame. The steps below, each measured by `vcam eval` (docs/matte.md), fix that:
   1. edge-aware upsampling (refine = "guided"): the mask is brought to a reduced "guide" size
      (refine_size px on the short side) and run through a guided filter (matting/guided.py) whose
-     guide is the grey frame at that size, so the mask edge snaps to the real edges of hair and shoulders.
+     guide is the frame at that size, in colour (guide = "colour", matting/guided.py's ColourGuidedFilter:
+     it follows edges between colours of one grey) or grey (guide = "grey", cheaper), so the mask edge
+     snaps to the real edges of hair and shoulders.
      Where the model is sure of the person (confidence >= `confident`) the filtered mask keeps at least
      the model's value: a grey guide's local a*I + b cannot hold a person both lighter and darker than
      the wall, and unbounded it cut into them. A still in file mode with quality = "best" takes the
