@@ -92,3 +92,129 @@ class GuidedFilter:
         self._guide[...] = guide
         cv2.multiply(dst, self._guide, dst=dst)
         return cv2.add(dst, self._big_b, dst=dst)
+
+
+
+# The 3x3 system's entries as pairs of guide channels: the products of the guide's channels whose
+# box means give its covariance matrix Sigma (the diagonal first).
+_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2))
+_SUM3 = np.ones((1, 3), np.float32)  # cv2.transform's matrix: the sum of a 3-channel picture's channels
+
+
+class ColourGuidedFilter:
+    """The fast guided filter with a colour (3-channel) guide: q = mean(A) . I + mean(b), with
+    A = (Sigma(I) + eps U)^-1 cov(I, p), a 3x3 system per pixel solved by cofactors at half the guide's
+    size. Why: a grey guide's a*I + b cannot hold a person both lighter and darker than the wall, nor an
+    edge between two colours of one grey; a colour guide can (docs/matte.md, "The live matte's guide").
+    Every channel is its own contiguous plane, so each step is one OpenCV call on a small buffer kept
+    between frames. One per stream; the guide may be BGR or any linear colour space."""
+
+    def __init__(self, subsample: int = SUBSAMPLE) -> None:
+        self.subsample = subsample
+        self._size: tuple[int, int] | None = None
+
+    def _ensure(self, w: int, h: int) -> None:
+        if self._size == (w, h):
+            return
+        self._size = (w, h)
+        self._low = (max(1, w // self.subsample), max(1, h // self.subsample))
+        lw, lh = self._low
+
+        def planes(n: int) -> np.ndarray:
+            return np.empty((n, lh, lw), np.float32)
+
+        self._low8 = np.empty((lh, lw), np.uint8)
+        self._low8_3 = np.empty((lh, lw, 3), np.uint8)
+        self._i, self._mean_i = planes(3), planes(3)       # the guide's channels, their means
+        self._p, self._mean_p = planes(1)[0], planes(1)[0]  # the mask, its mean
+        self._cov_p = planes(3)                            # cov(I_c, p)
+        self._sigma = planes(6)                            # Sigma + eps U, in _PAIRS order
+        self._inv = planes(6)                              # its cofactors, in _PAIRS order
+        self._a, self._b = planes(3), planes(1)[0]
+        self._t, self._det = planes(1)[0], planes(1)[0]
+        self._a3 = np.empty((lh, lw, 3), np.float32)
+        self._big_a = np.empty((h, w, 3), np.float32)
+        self._guide = np.empty((h, w, 3), np.float32)
+        self._big_b = np.empty((h, w), np.float32)
+
+    @property
+    def low_src(self) -> np.ndarray:
+        """The last apply()'s `src` at half the guide's size (float32), so the matte's bound reuses it."""
+        return self._p
+
+    def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+              dst: np.ndarray) -> np.ndarray:
+        """Filter `src` (uint8, any size) guided by `guide` (uint8, 3 channels) into `dst` (float32, the
+        guide's size); `eps` in squared levels of the guide, as GuidedFilter.apply()."""
+        h, w = guide.shape[:2]
+        self._ensure(w, h)
+        eps = max(eps, MIN_EPS)
+        r = max(1, int(radius / self.subsample + 0.5))
+        k = (2 * r + 1, 2 * r + 1)
+        t = self._t
+
+        def box(a: np.ndarray, out: np.ndarray) -> None:
+            cv2.boxFilter(a, -1, k, dst=out, borderType=cv2.BORDER_REFLECT)
+
+        i, mean_i, p, mean_p = self._i, self._mean_i, self._p, self._mean_p
+        cv2.resize(guide, self._low, dst=self._low8_3, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(src, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
+        np.copyto(p, self._low8)
+        box(p, mean_p)
+        for c in range(3):
+            np.copyto(i[c], self._low8_3[..., c])
+            box(i[c], mean_i[c])
+            cv2.multiply(i[c], p, dst=t)
+            box(t, self._cov_p[c])
+            cv2.multiply(mean_i[c], mean_p, dst=t)
+            cv2.subtract(self._cov_p[c], t, dst=self._cov_p[c])
+        sigma = self._sigma
+        for n, (c, d) in enumerate(_PAIRS):
+            cv2.multiply(i[c], i[d], dst=t)
+            box(t, sigma[n])
+            cv2.multiply(mean_i[c], mean_i[d], dst=t)
+            cv2.subtract(sigma[n], t, dst=sigma[n])
+            if c == d:
+                cv2.add(sigma[n], eps, dst=sigma[n])
+        s00, s11, s22, s01, s12, s02 = sigma
+        inv = self._inv
+
+        def cofactor(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, out: np.ndarray) -> None:
+            cv2.multiply(a, b, dst=out)  # out = a*b - c*d
+            cv2.multiply(c, d, dst=t)
+            cv2.subtract(out, t, dst=out)
+
+        cofactor(s11, s22, s12, s12, inv[0])
+        cofactor(s00, s22, s02, s02, inv[1])
+        cofactor(s00, s11, s01, s01, inv[2])
+        cofactor(s02, s12, s01, s22, inv[3])
+        cofactor(s01, s02, s00, s12, inv[4])
+        cofactor(s01, s12, s02, s11, inv[5])
+        det = self._det  # > 0: Sigma + eps U is positive definite
+        cv2.multiply(s00, inv[0], dst=det)
+        cv2.multiply(s01, inv[3], dst=t)
+        cv2.add(det, t, dst=det)
+        cv2.multiply(s02, inv[5], dst=t)
+        cv2.add(det, t, dst=det)
+        cv2.divide(1.0, det, dst=det)
+        rows = ((0, 3, 5), (3, 1, 4), (5, 4, 2))  # the symmetric inverse's rows, as indices into inv
+        b = self._b
+        np.copyto(b, mean_p)
+        for c, row in enumerate(rows):
+            a = self._a[c]
+            cv2.multiply(inv[row[0]], self._cov_p[0], dst=a)
+            for n in (1, 2):
+                cv2.multiply(inv[row[n]], self._cov_p[n], dst=t)
+                cv2.add(a, t, dst=a)
+            cv2.multiply(a, det, dst=a)
+            cv2.multiply(a, mean_i[c], dst=t)
+            cv2.subtract(b, t, dst=b)  # b = mean(p) - A . mean(I)
+            box(a, i[c])  # (the guide's planes are free again: they take mean(A))
+        cv2.merge(tuple(i), dst=self._a3)
+        box(b, t)
+        cv2.resize(self._a3, (w, h), dst=self._big_a, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(t, (w, h), dst=self._big_b, interpolation=cv2.INTER_LINEAR)
+        np.copyto(self._guide, guide)
+        cv2.multiply(self._big_a, self._guide, dst=self._big_a)
+        cv2.transform(self._big_a, _SUM3, dst=dst)
+        return cv2.add(dst, self._big_b, dst=dst)

@@ -4,7 +4,9 @@ The model sees a ~256 px picture, so its mask is blurry and blocky at frame size
 frame to frame. The steps below, each measured by `vcam eval` (docs/matte.md), fix that:
   1. edge-aware upsampling (refine = "guided"): the mask is brought to a reduced "guide" size
      (refine_size px on the short side) and run through a guided filter (matting/guided.py) whose
-     guide is the grey frame at that size, so the mask edge snaps to the real edges of hair and shoulders.
+     guide is the frame at that size, in colour (guide = "colour", matting/guided.py's ColourGuidedFilter:
+     it follows edges between colours of one grey) or grey (guide = "grey", cheaper), so the mask edge
+     snaps to the real edges of hair and shoulders.
      Where the model is sure of the person (confidence >= `confident`) the filtered mask keeps at least
      the model's value: a grey guide's local a*I + b cannot hold a person both lighter and darker than
      the wall, and unbounded it cut into them. A still in file mode with quality = "best" takes the
@@ -32,7 +34,7 @@ import numpy as np
 
 from vcam.config import MatteSettings
 from vcam.frames.reduce import Reducer
-from vcam.matting.guided import GuidedFilter
+from vcam.matting.guided import ColourGuidedFilter, GuidedFilter
 
 # Grey-level changes below this are camera noise, not motion: the temporal weight stays at full there.
 MOTION_NOISE = 3
@@ -154,6 +156,7 @@ class MatteBuilder:
         self._prev_plain: np.ndarray | None = None
         self._reducer = Reducer()  # used when the caller brings no shared one
         self._guided = GuidedFilter()
+        self._guided_colour = ColourGuidedFilter()
         self._sure_low: np.ndarray | None = None  # the bound at the model mask's reduced size
         self.configure(settings)
 
@@ -186,6 +189,7 @@ class MatteBuilder:
         self._tmp = np.empty((gh, gw), np.float32)
         self._mask8 = np.empty((gh, gw), np.uint8)
         self._limit = np.empty((gh, gw), np.float32)  # the bound at guide size
+        self._colour = np.empty((gh, gw, 3), np.uint8)  # the colour guide (guide = "colour")
         self._have_prev = False
 
     def _ensure_alpha(self, w: int, h: int) -> np.ndarray:
@@ -270,10 +274,16 @@ class MatteBuilder:
         fh, fw = reduced.hw
         gw, gh = guide_size(fw, fh, s.refine_size)
         self._ensure_guide(gw, gh)
-        reduced.gray((gw, gh), self._gray)
         eps = (s.refine_eps * 255.0) ** 2  # in squared grey levels (the filter keeps it at 1 or more)
-        self._guided.apply(self._gray, confidence, s.refine_radius, eps, dst=self._soft)
-        bounded = self._bound(self._guided.low_src, self._soft)  # before the average: less flicker
+        if s.guide == "colour":
+            self._colour_guide(reduced)
+            self._guided_colour.apply(self._colour, confidence, s.refine_radius, eps, dst=self._soft)
+            low_src = self._guided_colour.low_src
+        else:
+            reduced.gray((gw, gh), self._gray)
+            self._guided.apply(self._gray, confidence, s.refine_radius, eps, dst=self._soft)
+            low_src = self._guided.low_src
+        bounded = self._bound(low_src, self._soft)  # before the average: less flicker
         if self.video and s.temporal > 0:
             if not self._have_prev:
                 self._prev[...] = self._soft
@@ -297,6 +307,21 @@ class MatteBuilder:
             src = cv2.max(src, 0.0, dst=self._tmp)  # the filter can undershoot a little; the conversion
         cv2.convertScaleAbs(src, dst=self._mask8)     # takes |x| and saturates at 255
         return self._mask8
+
+    def _colour_guide(self, reduced: Reducer) -> None:
+        """The frame in colour (BGR) at guide size into self._colour, and in grey into self._gray (for
+        the motion map). An I420 frame's planes are reduced as they are and converted at guide size."""
+        gh, gw = self._gray.shape
+        if reduced.planar:
+            h, w = reduced.hw
+            factor = 2
+            while w // (2 * factor) >= gw and h // (2 * factor) >= gh:
+                factor *= 2
+            cv2.resize(reduced.ycc(factor), (gw, gh), dst=self._colour, interpolation=cv2.INTER_LINEAR)
+            cv2.cvtColor(self._colour, cv2.COLOR_YCrCb2BGR, dst=self._colour)
+        else:
+            reduced.resize((gw, gh), self._colour)
+        cv2.cvtColor(self._colour, cv2.COLOR_BGR2GRAY, dst=self._gray)
 
     def _bound(self, confidence: np.ndarray, soft: np.ndarray) -> bool:
         """Hold the refined mask `soft` (float32, guide size) in place at least at the model's confidence
