@@ -29,6 +29,8 @@ from vcam.testdata import testdata_path
 
 STATIC_LEVELS = 2        # grey levels: an input pixel changing less than this "barely changed"
 EDGE_MOVED = 64          # matte levels: a per-frame matte changing this much at a pixel = an edge moved there
+PICTURE_MOVED = 8        # grey levels, within LAG_REACH px: the picture itself moved there (not the model)
+LAG_REACH = 2
 MAX_LAG = 4              # frames searched for the lag
 
 
@@ -77,7 +79,8 @@ def eval_video(settings: Settings, path: Path, max_frames: int = 300) -> dict:
     history: deque[np.ndarray] = deque(maxlen=MAX_LAG + 1)  # per-frame mattes, newest last
     lag_sums = np.zeros(MAX_LAG + 1)
     lag_n = 0
-    prev_gray = gray = static = moving = None
+    prev_gray = gray = static = moving = change = None
+    reach = np.ones((2 * LAG_REACH + 1,) * 2, np.uint8)
     n = 0
     try:
         with open_segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime) as segmenter, \
@@ -97,8 +100,11 @@ def eval_video(settings: Settings, path: Path, max_frames: int = 300) -> dict:
                 confidence = segmenter.segment(frame, ts)
                 flicker["raw"].add(raw_alpha(confidence, (w, h)), static)
                 history.append(reference.build(confidence, (w, h), frame).copy())
-                if len(history) > 1:  # where the per-frame matte's edge moved across a pixel
+                if len(history) > 1 and change is not None:
+                    # where the per-frame matte's edge moved across a pixel and the picture moved there:
+                    # the model's own jitter on a still picture is flicker, which the matte should not follow
                     moving = cv2.absdiff(history[-1], history[-2]) >= EDGE_MOVED
+                    moving &= cv2.dilate(change, reach) >= PICTURE_MOVED
                 alpha = engine.alpha(frame, ts)
                 flicker["vcam"].add(alpha, static)
                 if len(history) == MAX_LAG + 1 and moving is not None and np.any(moving):
