@@ -72,28 +72,32 @@ def test_file_matte_beats_raw_model_on_every_still_set(still_scores, name):
 
 
 @pytest.mark.parametrize("name", ["portraits", "people_varied"])
-def test_live_matte_beats_raw_model_on_every_still_set(still_scores, name):
-    """The live matte (one model pass, colour guide, within the live budget) beats the raw model on each
-    kind of picture: measured +0.002 IoU / +0.044 boundary F on the portraits and +0.0005 / +0.008 on
-    people_varied, where the grey guide lost -0.002 / -0.013 (docs/matte.md)."""
+def test_live_matte_stays_close_to_or_above_raw_model_on_every_still_set(still_scores, name):
+    """The live matte by default (one model pass, grey guide: the cheapest within the live budget)
+    sharpens the portraits' edges and, thanks to the `confident` bound, no longer falls clearly below
+    the raw model on varied pictures: measured -0.002 IoU / -0.013 boundary F there; unbounded it was
+    -0.004 / -0.025, and the matte shipped before (threshold 0.6) -0.013 / -0.081 (docs/matte.md)."""
     scores = still_scores[name]
     raw, live = scores["raw"], scores["vcam"]
-    assert live["iou"] >= raw["iou"]
     if name == "portraits":
+        assert live["iou"] >= raw["iou"]
         assert live["boundary_f"] >= raw["boundary_f"] + 0.03
     else:
-        assert live["boundary_f"] >= raw["boundary_f"] + 0.004
+        assert live["iou"] >= raw["iou"] - 0.005
+        assert live["boundary_f"] >= raw["boundary_f"] - 0.02
 
 
-def test_colour_guide_beats_the_grey_one_on_varied_pictures(settings, people_varied):
-    """The colour guide follows edges a grey guide cannot see (two colours of one grey, a person both
-    lighter and darker than the wall): on people_varied the live matte with guide = "grey" fell below the
-    raw model (full set: boundary F 0.6520 vs 0.6650), with "colour" it is above it (0.6729)."""
-    pairs = people_varied[::3]
-    grey = eval_stills(settings.replace("matte", guide="grey", quality="fast"), pairs)["vcam"]
-    colour = eval_stills(settings.replace("matte", guide="colour", quality="fast"), pairs)["vcam"]
+def test_colour_guide_beats_the_grey_one_and_the_raw_model_on_varied_pictures(settings, people_varied):
+    """guide = "colour" follows edges a grey guide cannot see (two colours of one grey, a person both
+    lighter and darker than the wall): on people_varied the live matte with the grey guide falls below
+    the raw model (full set: boundary F 0.6520 vs 0.6650), with the colour guide it is above it (0.6729)."""
+    grey = eval_stills(settings.replace("matte", guide="grey", quality="fast"), people_varied)
+    colour = eval_stills(settings.replace("matte", guide="colour", quality="fast"), people_varied)
+    raw, grey, colour = grey["raw"], grey["vcam"], colour["vcam"]
+    print(f"\nraw {raw}, grey {grey}, colour {colour}")
     assert colour["boundary_f"] >= grey["boundary_f"] + 0.01
     assert colour["iou"] >= grey["iou"]
+    assert colour["iou"] >= raw["iou"] and colour["boundary_f"] >= raw["boundary_f"]
 
 
 def test_colour_guide_of_an_i420_frame_matches_the_bgr_one(settings, portraits):
