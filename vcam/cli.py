@@ -89,3 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vcam ctl status | head -1`: the reader left, which is no error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0
+
+
+if __name__ == "__main__":  # `python -m vcam.cli` too, not only `python -m vcam`
+    sys.exit(main())

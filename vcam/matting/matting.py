@@ -80,6 +80,16 @@ class Matting:
             return Work.MATTE
         return work
 
+    def prepare(self, matte: MatteSettings | None, size: tuple[int, int], into: Matte | None) -> Matte:
+        """Before a matte is built: the builder takes `matte` if it changed, and the Matte to fill is
+        `into` fitted to (width, height) `size`, or a new one."""
+        if matte is not None and matte is not self.builder.settings:
+            self.builder.configure(matte)
+        if into is None:
+            return Matte.blank(size)
+        into.fit(size)
+        return into
+
     def run(self, frame: np.ndarray, timestamp_ms: int | None = None, matte: MatteSettings | None = None,
             *, blur: int | None = None, into: Matte | None = None) -> Matte:
         """The Matte of `frame`: `into` refilled (its buffers reused), or a new one.
@@ -98,12 +108,7 @@ class Matting:
             self._shape = (h, w)
             self.schedule.ran_model(self._confidence)
         t1 = time.perf_counter()
-        if matte is not None and matte is not self.builder.settings:
-            self.builder.configure(matte)
-        if into is None:
-            into = Matte.blank((w, h))
-        else:
-            into.fit((w, h))
+        into = self.prepare(matte, (w, h), into)
         if work is Work.KEEP:  # nothing moved on the edge since the last matte: it is this frame's too
             last = self._last
             if into is not last:

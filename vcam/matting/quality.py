@@ -84,12 +84,7 @@ class BestStills:
         h, w = reduced.hw
         confidence = best_confidence(m.segmenter, frame)
         t1 = time.perf_counter()
-        if matte is not None and matte is not m.builder.settings:
-            m.builder.configure(matte)
-        if into is None:
-            into = Matte.blank((w, h))
-        else:
-            into.fit((w, h))
+        into = m.prepare(matte, (w, h), into)
         m.builder.build_matte(confidence, frame, reduced, into, colour=True)
         t2 = time.perf_counter()
         m.times.segment, m.times.matte = (t1 - t0) * 1e3, (t2 - t1) * 1e3
