@@ -111,3 +111,33 @@ def test_picture_strip_has_input_raw_matte_and_composite(tmp_path, testdata):
     # the composite keeps the input where the person is, and differs from it behind them
     assert np.abs(tiles[3][person].astype(int) - tiles[0][person].astype(int)).mean() < 12
     assert np.abs(tiles[3][matte < 5].astype(int) - tiles[0][matte < 5].astype(int)).mean() > 25
+
+
+def test_error_overlay_colours_extra_and_missed_person():
+    from vcam.commands.eval_worst import ERROR_COLOURS, error_overlay
+
+    image = np.full((4, 6, 3), 200, np.uint8)
+    truth = np.zeros((4, 6), bool)
+    truth[:, :3] = True  # the person: the left half
+    person = np.zeros((4, 6), bool)
+    person[:, 1:4] = True  # the matte: one column short on the left, one too many on the right
+    out = error_overlay(image, person, truth)
+    assert tuple(out[0, 0]) == ERROR_COLOURS["missed"]
+    assert tuple(out[0, 3]) == ERROR_COLOURS["extra"]
+    assert tuple(out[0, 5]) == (100, 100, 100)  # background both agree on: the picture, dimmed
+    assert out[0, 1, 1] > out[0, 1, 0] and tuple(out[0, 1]) != tuple(out[0, 5])  # agreed person: tinted
+
+
+def test_eval_names_the_worst_pictures_and_draws_them(tmp_path, capsys, testdata):
+    args = ["eval", "--portraits", "12", "--people", "-1", "--frames", "0", "--no-timing", "--json",
+            "--worst", str(tmp_path)]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    worst = result["portraits"]["worst"]
+    ious = [w["file"]["iou"] for w in worst]
+    assert len(worst) == 5 and ious == sorted(ious)
+    assert ious[-1] <= result["portraits"]["file"]["iou"]  # the five lowest lie at or below the mean
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(f"worst_portraits_{w['picture']}.png" for w in worst)
+    row = cv2.imread(str(tmp_path / written[0]))
+    assert row.shape[0] == 320 and row.shape[1] > 3 * 200  # picture | raw errors | file errors

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vcam.commands.eval_stills import STILL_SETS, EvalError, eval_stills, raw_alpha, still_pairs
+from vcam.commands.eval_stills import STILL_SETS, EvalError, eval_stills, raw_alpha, still_pairs, write_row
 from vcam.compositing.backgrounds import load_background
 from vcam.compositing.compositor_bgr import BGRCompositor
 from vcam.compositing.engine import Engine
@@ -222,12 +222,8 @@ def write_strips(settings: Settings, out_dir: Path, tile_height: int = 150,
                 look = Look(effect="replace", background=background)
                 composite = compositor.composite(frame, Matte(alpha), look)
                 tiles = [frame, *(cv2.cvtColor(m, cv2.COLOR_GRAY2BGR) for m in (raw, alpha)), composite]
-                tw = round(w * tile_height / h)
-                row = np.hstack([cv2.resize(t, (tw, tile_height), interpolation=cv2.INTER_AREA)
-                                 for t in tiles])
                 target = out_dir / f"matte_strip_{stem.split('_')[0]}_{n}.png"
-                cv2.imwrite(str(target), row, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-                written.append(target)
+                written.append(write_row(tiles, tile_height, target))
         cap.release()
     background.close()
     return written
@@ -260,6 +256,9 @@ def format_table(result: dict) -> str:
         rows.append(f"{name} ({p['images']})")
         for key, label in (("iou", "mean IoU at 50%"), ("boundary_f", "boundary F (2 px)")):
             rows.append(f"  {label:32} {p['raw'][key]:10.4f} {p['vcam'][key]:11.4f} {p['file'][key]:10.4f}")
+        for e in p.get("worst", []):
+            rows.append(f"  {'worst: ' + e['picture'] + ' IoU':32} {e['raw']['iou']:10.4f} "
+                        f"{e['vcam']['iou']:11.4f} {e['file']['iou']:10.4f}")
     for name, v in result.get("videos", {}).items():
         rows.append(f"{name} ({v['frames']} frames)")
         rows.append(f"  {'flicker (0..255 on still pixels)':32} {v['raw']['flicker']:10.3f} "
@@ -293,6 +292,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strip", metavar="DIR",
                    help="also write picture strips (input, raw mask, vcam matte, composite) of a few video "
                         "frames as PNG into DIR")
+    p.add_argument("--worst", metavar="DIR",
+                   help="also write each still set's worst pictures (by the file-mode matte's IoU) as PNG "
+                        "into DIR: the picture, the raw model's and the file-mode matte's errors")
     p.set_defaults(func=run)
 
 
@@ -303,5 +305,10 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     if args.strip:
         for path in write_strips(settings, Path(args.strip)):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.worst:
+        from vcam.commands.eval_worst import write_worst  # only when asked: the rows re-run the stills
+
+        for path in write_worst(settings, result, Path(args.worst)):
             print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ from vcam.matting.runtimes import open_segmenter
 from vcam.testdata import testdata_path
 
 BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
+WORST = 5                # pictures of each set reported as its worst (by the file-mode matte's IoU)
 _SQUARE_3X3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 
 # The still sets: folder under the test data -> what it holds (its images/ and masks/ share file stems).
@@ -57,6 +58,15 @@ def raw_alpha(confidence: np.ndarray, size: tuple[int, int], dst: np.ndarray | N
     return cv2.resize(confidence, size, dst=dst, interpolation=cv2.INTER_LINEAR)
 
 
+def write_row(tiles: list[np.ndarray], tile_height: int, target: Path) -> Path:
+    """The BGR pictures `tiles` (all of one size) side by side, each `tile_height` px high, as a PNG."""
+    h, w = tiles[0].shape[:2]
+    size = (round(w * tile_height / h), tile_height)
+    row = np.hstack([cv2.resize(t, size, interpolation=cv2.INTER_AREA) for t in tiles])
+    cv2.imwrite(str(target), row, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return target
+
+
 def still_pairs(name: str, limit: int = 0) -> list[tuple[Path, Path]]:
     """(image, mask) paths of the still set `name` (STILL_SETS); `limit`: that many, spread evenly."""
     images = testdata_path(name, "images")
@@ -78,7 +88,7 @@ def people_varied_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
     return still_pairs("people_varied", limit)
 
 
-def _read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     image = cv2.imread(str(image_path))
     truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     if image is None or truth is None:
@@ -102,7 +112,7 @@ def eval_stills(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
         with open_segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
             matte = MatteBuilder(settings.matte, video=False)  # the live path: grey guide
             for image_path, mask_path in pairs:
-                image, truth = _read_pair(image_path, mask_path)
+                image, truth = read_pair(image_path, mask_path)
                 h, w = image.shape[:2]
                 confidence = segmenter.segment(image)
                 alphas = [raw_alpha(confidence, (w, h)), matte.build(confidence, (w, h), image)]
@@ -119,5 +129,12 @@ def eval_stills(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
     if not file_mode:
         out["file"] = dict(out["vcam"])
     out["images"] = len(pairs)
+    worst = sorted(range(len(pairs)), key=lambda i: scores[names[-1]]["iou"][i])[:WORST]
+    out["worst"] = [{"picture": pairs[i][0].stem,
+                     **{name: {k: float(v[i]) for k, v in scores[name].items()} for name in names}}
+                    for i in worst]
+    if not file_mode:
+        for entry in out["worst"]:
+            entry["file"] = dict(entry["vcam"])
     out["quality"] = settings.matte.quality
     return out
