@@ -36,7 +36,13 @@ def main() -> int:
     shutil.copytree(ROOT, copy / "tree", ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__",
                                                                          ".pytest_cache", "*.egg-info"))
     tree = copy / "tree"
-    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
+    # the copy lives elsewhere, so its ../shared/testdata would not resolve: point at this tree's, and
+    # count missing data as a failure (CI), so that no mutant survives by its tests skipping
+    sys.path.insert(0, str(ROOT))
+    from vcam.testdata import testdata_dir
+
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1",
+               VCAM_TESTDATA=str(testdata_dir()), CI=os.environ.get("CI") or "mutation")
     survivors, rows = [], []
     try:
         for m in chosen:
