@@ -17,20 +17,36 @@ SUBSAMPLE = 2  # a and b at 1/SUBSAMPLE of the guide's size; 3 costs 0.25 bounda
 MIN_EPS = 1.0
 
 
-class GuidedFilter:
-    """q = mean(a) * I + mean(b), with a = cov(I, p) / (var(I) + eps) and b = mean(p) - a * mean(I) over
-    boxes of `radius` guide pixels (radius / subsample, rounded, at the reduced size: the radius moves in
-    steps of `subsample` guide pixels). One per stream; buffers follow the guide size."""
+class _HalfSizeFilter:
+    """What both fast guided filters share: the size their coefficients are made at, and the mask there."""
 
     def __init__(self, subsample: int = SUBSAMPLE) -> None:
         self.subsample = subsample
         self._size: tuple[int, int] | None = None
+        self._p = np.empty((0, 0), np.float32)
 
-    def _ensure(self, w: int, h: int) -> None:
+    def _new_size(self, w: int, h: int) -> bool:
+        """True (and the reduced size set) when the guide is (w, h) for the first time: buffers to make."""
         if self._size == (w, h):
-            return
+            return False
         self._size = (w, h)
         self._low = (max(1, w // self.subsample), max(1, h // self.subsample))
+        return True
+
+    @property
+    def low_src(self) -> np.ndarray:
+        """The last apply()'s `src` at half the guide's size (float32), so the matte's bound reuses it."""
+        return self._p
+
+
+class GuidedFilter(_HalfSizeFilter):
+    """q = mean(a) * I + mean(b), with a = cov(I, p) / (var(I) + eps) and b = mean(p) - a * mean(I) over
+    boxes of `radius` guide pixels (radius / subsample, rounded, at the reduced size: the radius moves in
+    steps of `subsample` guide pixels). One per stream; buffers follow the guide size."""
+
+    def _ensure(self, w: int, h: int) -> None:
+        if not self._new_size(w, h):
+            return
         lw, lh = self._low
 
         def low() -> np.ndarray:
@@ -42,11 +58,6 @@ class GuidedFilter:
         self._a, self._b, self._t1, self._t2 = low(), low(), low(), low()
         self._guide = np.empty((h, w), np.float32)
         self._big_b = np.empty((h, w), np.float32)
-
-    @property
-    def low_src(self) -> np.ndarray:
-        """The last apply()'s `src` at half the guide's size (float32), so the matte's bound reuses it."""
-        return self._p
 
     def _to_low(self, image: np.ndarray, dst: np.ndarray) -> None:
         cv2.resize(image, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
@@ -101,7 +112,7 @@ _PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2))
 _SUM3 = np.ones((1, 3), np.float32)  # cv2.transform's matrix: the sum of a 3-channel picture's channels
 
 
-class ColourGuidedFilter:
+class ColourGuidedFilter(_HalfSizeFilter):
     """The fast guided filter with a colour (3-channel) guide: q = mean(A) . I + mean(b), with
     A = (Sigma(I) + eps U)^-1 cov(I, p), a 3x3 system per pixel solved by cofactors at half the guide's
     size. Why: a grey guide's a*I + b cannot hold a person both lighter and darker than the wall, nor an
@@ -109,15 +120,9 @@ class ColourGuidedFilter:
     Every channel is its own contiguous plane, so each step is one OpenCV call on a small buffer kept
     between frames. One per stream; the guide may be BGR or any linear colour space."""
 
-    def __init__(self, subsample: int = SUBSAMPLE) -> None:
-        self.subsample = subsample
-        self._size: tuple[int, int] | None = None
-
     def _ensure(self, w: int, h: int) -> None:
-        if self._size == (w, h):
+        if not self._new_size(w, h):
             return
-        self._size = (w, h)
-        self._low = (max(1, w // self.subsample), max(1, h // self.subsample))
         lw, lh = self._low
 
         def planes(n: int) -> np.ndarray:
@@ -136,11 +141,6 @@ class ColourGuidedFilter:
         self._big_a = np.empty((h, w, 3), np.float32)
         self._guide = np.empty((h, w, 3), np.float32)
         self._big_b = np.empty((h, w), np.float32)
-
-    @property
-    def low_src(self) -> np.ndarray:
-        """The last apply()'s `src` at half the guide's size (float32), so the matte's bound reuses it."""
-        return self._p
 
     def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
               dst: np.ndarray) -> np.ndarray:
