@@ -38,6 +38,19 @@ class _HalfSizeFilter:
         """The last apply()'s `src` at half the guide's size (float32), so the matte's bound reuses it."""
         return self._p
 
+    def _start(self, src: np.ndarray, radius: int, eps: float) -> float:
+        """Per apply(): `src` reduced into self._p, the box size for `radius` guide px at the reduced
+        size (radii 5 and 6 both become 3 at half size), and `eps` kept at MIN_EPS or more."""
+        cv2.resize(src, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
+        np.copyto(self._p, self._low8)
+        r = max(1, int(radius / self.subsample + 0.5))
+        self._k = (2 * r + 1, 2 * r + 1)
+        return max(eps, MIN_EPS)
+
+    def _box(self, a: np.ndarray, out: np.ndarray) -> None:
+        """The box mean of `a` over the current apply()'s box, into `out`."""
+        cv2.boxFilter(a, -1, self._k, dst=out, borderType=cv2.BORDER_REFLECT)
+
 
 class GuidedFilter(_HalfSizeFilter):
     """q = mean(a) * I + mean(b), with a = cov(I, p) / (var(I) + eps) and b = mean(p) - a * mean(I) over
@@ -59,10 +72,6 @@ class GuidedFilter(_HalfSizeFilter):
         self._guide = np.empty((h, w), np.float32)
         self._big_b = np.empty((h, w), np.float32)
 
-    def _to_low(self, image: np.ndarray, dst: np.ndarray) -> None:
-        cv2.resize(image, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
-        dst[...] = self._low8
-
     def apply(self, guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
               dst: np.ndarray) -> np.ndarray:
         """Filter `src` (uint8) guided by `guide` (uint8 grey) into `dst` (float32, the guide's size).
@@ -71,16 +80,11 @@ class GuidedFilter(_HalfSizeFilter):
         one resize."""
         h, w = guide.shape
         self._ensure(w, h)
-        eps = max(eps, MIN_EPS)
-        r = max(1, int(radius / self.subsample + 0.5))  # at half size: radii 5 and 6 both become 3
-        k = (2 * r + 1, 2 * r + 1)
-
-        def box(a: np.ndarray, out: np.ndarray) -> None:
-            cv2.boxFilter(a, -1, k, dst=out, borderType=cv2.BORDER_REFLECT)
-
+        eps = self._start(src, radius, eps)
+        box = self._box
         i, p, mean_i, mean_p, t1, t2 = self._i, self._p, self._mean_i, self._mean_p, self._t1, self._t2
-        self._to_low(guide, i)
-        self._to_low(src, p)
+        cv2.resize(guide, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
+        np.copyto(i, self._low8)
         cv2.multiply(i, p, dst=self._ip)
         cv2.multiply(i, i, dst=self._ii)
         box(i, mean_i)
@@ -148,18 +152,10 @@ class ColourGuidedFilter(_HalfSizeFilter):
         guide's size); `eps` in squared levels of the guide, as GuidedFilter.apply()."""
         h, w = guide.shape[:2]
         self._ensure(w, h)
-        eps = max(eps, MIN_EPS)
-        r = max(1, int(radius / self.subsample + 0.5))
-        k = (2 * r + 1, 2 * r + 1)
-        t = self._t
-
-        def box(a: np.ndarray, out: np.ndarray) -> None:
-            cv2.boxFilter(a, -1, k, dst=out, borderType=cv2.BORDER_REFLECT)
-
+        eps = self._start(src, radius, eps)
+        box, t = self._box, self._t
         i, mean_i, p, mean_p = self._i, self._mean_i, self._p, self._mean_p
         cv2.resize(guide, self._low, dst=self._low8_3, interpolation=cv2.INTER_LINEAR)
-        cv2.resize(src, self._low, dst=self._low8, interpolation=cv2.INTER_LINEAR)
-        np.copyto(p, self._low8)
         box(p, mean_p)
         for c in range(3):
             np.copyto(i[c], self._low8_3[..., c])
