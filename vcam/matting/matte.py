@@ -310,17 +310,9 @@ class MatteBuilder:
 
     def _colour_guide(self, reduced: Reducer) -> None:
         """The frame in colour (BGR) at guide size into self._colour, and in grey into self._gray (for
-        the motion map). An I420 frame's planes are reduced as they are and converted at guide size."""
+        the motion map)."""
         gh, gw = self._gray.shape
-        if reduced.planar:
-            h, w = reduced.hw
-            factor = 2
-            while w // (2 * factor) >= gw and h // (2 * factor) >= gh:
-                factor *= 2
-            cv2.resize(reduced.ycc(factor), (gw, gh), dst=self._colour, interpolation=cv2.INTER_LINEAR)
-            cv2.cvtColor(self._colour, cv2.COLOR_YCrCb2BGR, dst=self._colour)
-        else:
-            reduced.resize((gw, gh), self._colour)
+        reduced.colour((gw, gh), self._colour)
         cv2.cvtColor(self._colour, cv2.COLOR_BGR2GRAY, dst=self._gray)
 
     def _bound(self, confidence: np.ndarray, soft: np.ndarray) -> bool:
