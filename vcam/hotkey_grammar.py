@@ -44,16 +44,25 @@ def validate_hotkey(text: str) -> None:
     hotkey_keys(text)
 
 
-def hotkey_keys(text: str) -> list[str]:
-    """The keys of a hotkey string, normalised (lower case, no brackets); ValueError saying what is wrong."""
+def hotkey_parts(text: str) -> list[str] | None:
+    """A combination split at its '+' separators ("<ctrl>+<alt>+b"): a '+' right after a separator (or
+    first) is the key itself, as in pynput; None when nothing follows the last separator."""
     parts, start = [], 0
     for i, c in enumerate(text):
         if c == "+" and i != start:
             parts.append(text[start:i])
             start = i + 1
-    if start == len(text):
-        raise ValueError(f"{text!r} ends with '+'; use e.g. '<ctrl>+<alt>+b'")
+    if start >= len(text):
+        return None
     parts.append(text[start:])
+    return parts
+
+
+def hotkey_keys(text: str) -> list[str]:
+    """The keys of a hotkey string, normalised (lower case, no brackets); ValueError saying what is wrong."""
+    parts = hotkey_parts(text)
+    if parts is None:
+        raise ValueError(f"{text!r} ends with '+'; use e.g. '<ctrl>+<alt>+b'")
     seen: list[str] = []
     for part in parts:
         if len(part) == 1:

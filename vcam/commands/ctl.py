@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 from vcam.config import ConfigError, load_settings, read_config_bytes, tomllib, user_config_path
-from vcam.control.catalog import ACTIONS, ALIASES, find_action
+from vcam.control.catalog import ACTIONS, ALIASES
 from vcam.control.client import request, socket_path
-from vcam.errors import VcamError
 
 
 def register(subparsers) -> None:
@@ -104,11 +103,7 @@ def _print(text: str, file=None) -> None:
 def run(args: argparse.Namespace) -> int:
     path = Path(args.socket) if args.socket else _socket_from_config(args.config)
     words = list(args.args)
-    try:
-        name = find_action(args.action).name
-    except VcamError:
-        name = args.action  # the daemon says what is wrong with it
-    if name == "background" and len(words) == 1:
+    if ALIASES.get(args.action, args.action) == "background" and len(words) == 1:
         words = [_absolute_background(words[0])]
     reply = request(path, args.action, words)
     if args.json:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import struct
 import time
 from pathlib import Path
 
-from vcam.control.runtime import SOCKET_NAME, check_private_dir, fallback_dir, socket_path
+from vcam.control.runtime import check_private_dir, fallback_dir, peer_uid, socket_path
 from vcam.errors import VcamError
 
-__all__ = ["SOCKET_NAME", "NotAnswering", "NotRunning", "request", "socket_path"]
+__all__ = ["NotAnswering", "NotRunning", "request", "socket_path"]
 
 REPLY_TIMEOUT_S = 15.0  # longer than any action takes (a reload that reopens the camera and the model)
 MAX_REPLY_BYTES = 1 << 20  # a status is about 1 KB
@@ -47,7 +46,7 @@ def _connect(s: socket.socket, path: Path) -> None:
             from None
     except OSError as e:
         raise NotRunning(f"{path}: cannot reach vcam: {e.strerror or e}") from None
-    uid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
+    uid = peer_uid(s)
     if uid != os.getuid():
         raise VcamError(f"{path}: the control socket is served by uid {uid}, not by you (uid {os.getuid()}): "
                         f"not your vcam, so nothing was sent; remove it, or set $XDG_RUNTIME_DIR or "

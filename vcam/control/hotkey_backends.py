@@ -83,8 +83,8 @@ class Hotkeys:
                 self.reason = reason  # the same backend ("auto" found what is now asked for): keep it
             if isinstance(self._service, HotkeyService):
                 self._service.update(settings)
-            elif isinstance(self._service, PortalHotkeys) and portal_actions(settings) != portal_actions(old):
-                self._service.update(portal_actions(settings))  # (unchanged: no need to wake it mid-backoff)
+            elif isinstance(self._service, PortalHotkeys):
+                self._service.update(portal_actions(settings))
 
     def stop(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vcam.compositing.backgrounds import (
@@ -144,11 +144,6 @@ class BackgroundLibrary:
         """Show entry N (1-based, as `vcam ctl background 3`), an entry's file name, a path or a colour."""
         return self._submit(lambda job: self._select(job, target), apply, target.strip())
 
-    def current(self, apply: Callable[[Switch], None]) -> LoadJob:
-        """Load the current entry (the first one if none yet) for effects that need a background."""
-        return self._submit(lambda job: self._step(job, 0 if self.position is not None else 1), apply,
-                            "library entry")
-
     def for_effect(self, configured: str, apply: Callable[[Switch], None]) -> LoadJob:
         """What a background effect shows when nothing is loaded: `configured` ([effect] background), else
         the library's current entry, else white; one job, so the caller waits once."""
@@ -165,12 +160,8 @@ class BackgroundLibrary:
 
     def load(self, spec: str) -> LoadJob:
         """Load `spec` (a path or a colour) and apply nothing: the background it returns is the caller's."""
-        def work(job: LoadJob) -> Switch:
-            job.label = spec
-            bg = load_background(spec)
-            prewarm(bg, self._frame_size())
-            return Switch(bg, None)
-        return self._loader.submit(work, lambda _switch: None, spec, _discard)
+        return self._loader.submit(lambda job: Switch(self._open(job, spec), None), lambda _switch: None,
+                                   spec, _discard)
 
     def supersede(self) -> None:
         """A switch applied directly (a colour) wins over every load still pending."""
@@ -210,9 +201,10 @@ class BackgroundLibrary:
             apply(switch)
         return self._loader.submit(work, commit, label, _discard)
 
-    def _open(self, job: LoadJob, path: Path) -> Background:
-        job.label = str(path)  # what a deadline message names
-        bg = load_background(str(path))
+    def _open(self, job: LoadJob, spec: str | Path) -> Background:
+        """The background `spec` (a path or a colour) names, loaded and prewarmed at the output size."""
+        job.label = str(spec)  # what a deadline message names
+        bg = load_background(str(spec))  # raises BackgroundError naming it
         prewarm(bg, self._frame_size())
         return bg
 
@@ -245,9 +237,7 @@ class BackgroundLibrary:
         if len(skipped) > MAX_SKIP_LINES:
             log.warning("background library: skipped %d more undecodable files (%d in all)",
                         len(skipped) - MAX_SKIP_LINES, len(skipped))
-        if found is None:
-            return Switch(None, None, tuple(skipped))
-        return Switch(found.background, found.index, tuple(skipped))
+        return replace(found or Switch(None, None), skipped=tuple(skipped))
 
     def _entry_named(self, name: str) -> int | None:
         """The library entry whose file name is `name` (as `vcam ctl background beach.jpg` gives it)."""
@@ -270,9 +260,7 @@ class BackgroundLibrary:
                 self._bad.add(path)
                 log.warning("background library: %s cannot be decoded", path)
                 raise
-        job.label = target
-        bg = load_background(target)  # a path or a colour; raises BackgroundError naming it
-        prewarm(bg, self._frame_size())
+        bg = self._open(job, target)  # a path or a colour
         if isinstance(bg, ColorBackground):
             return Switch(bg, None)
         resolved = _key(Path(target).expanduser())

@@ -90,9 +90,7 @@ class Loader:
     def supersede(self) -> None:
         """Drop every queued and running load: a switch applied directly (a colour) wins over them."""
         with self._cond:
-            jobs = [j for j in (*self._queue, self._running) if j is not None and j.live]
-            for job in jobs:
-                self._drop_locked(job)
+            jobs = self._drop_all_locked()
         for job in jobs:
             job.future.set_exception(Superseded(f"{job.label}: replaced by a later switch before it loaded"))
 
@@ -100,15 +98,20 @@ class Loader:
         """Drop everything and return at once: a worker stuck in a load is left behind, never joined."""
         with self._cond:
             self._closed = True
-            jobs = [j for j in (*self._queue, self._running) if j is not None and j.live]
-            for job in jobs:
-                self._drop_locked(job)
+            jobs = self._drop_all_locked()
             self._worker = None
             self._cond.notify_all()
         for job in jobs:
             job.future.set_exception(LoadAbandoned(f"{job.label}: not loaded, {reason}"))
 
     # -- internals -------------------------------------------------------------------------------------------
+    def _drop_all_locked(self) -> list[LoadJob]:
+        """Drop every queued and running load that is still live; the dropped ones, to be told why."""
+        jobs = [j for j in (*self._queue, self._running) if j is not None and j.live]
+        for job in jobs:
+            self._drop_locked(job)
+        return jobs
+
     def _drop_locked(self, job: LoadJob) -> None:
         if job.state == "queued":
             self._queue.remove(job)

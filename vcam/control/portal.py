@@ -87,8 +87,11 @@ class PortalHotkeys:
         return self
 
     def update(self, bindings: dict[str, str]) -> None:
-        """New bindings (config reload); the desktop is asked again only if the set of actions changed."""
+        """New bindings (config reload); the desktop is asked again only if the set of actions changed.
+        The same bindings change nothing (and do not wake the thread mid-backoff)."""
         with self._lock:
+            if bindings == self._bindings:
+                return
             self._bindings, self._changed = dict(bindings), True
         self._poke()
 

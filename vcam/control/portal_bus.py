@@ -17,7 +17,7 @@ from collections.abc import Callable
 from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType, new_method_call
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
-from jeepney.wrappers import DBusErrorResponse
+from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
 PORTAL_NAME = "org.freedesktop.portal.Desktop"
 PORTAL_PATH = "/org/freedesktop/portal/desktop"
@@ -100,10 +100,8 @@ def probe_portal(address: str | None = None, timeout: float = 2.0) -> tuple[str,
         return "absent", str(e)
     try:
         get = new_method_call(portal(PROPERTIES), "Get", "ss", (SHORTCUTS, "version"))
-        reply = conn.send_and_get_reply(get, timeout=timeout)
-        if reply.header.message_type == MessageType.error:
-            raise DBusErrorResponse(reply)
-        return "ok", f"GlobalShortcuts version {reply.body[0][1]}"
+        body = unwrap_msg(conn.send_and_get_reply(get, timeout=timeout))
+        return "ok", f"GlobalShortcuts version {body[0][1]}"
     except DBusErrorResponse as e:
         problem = explain(e)
         return ("absent" if isinstance(problem, Unavailable) else "unknown"), str(problem)
@@ -214,9 +212,7 @@ class PortalLink:
             if reply is None:
                 continue
             if reply.header.fields.get(HeaderFields.reply_serial) == serial:
-                if reply.header.message_type == MessageType.error:
-                    raise DBusErrorResponse(reply)
-                return reply.body
+                return unwrap_msg(reply)
             if reply.header.message_type == MessageType.signal:
                 self._backlog.append(reply)
 

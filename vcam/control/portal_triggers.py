@@ -3,6 +3,8 @@ action: the portal takes the XDG shortcuts spec's triggers (upper-case modifiers
 name, "CTRL+ALT+e"), not pynput's "<ctrl>+<alt>+e"."""
 from __future__ import annotations
 
+from vcam.hotkey_grammar import hotkey_parts
+
 DESCRIPTIONS = {
     "next-effect": "Next effect", "previous-effect": "Previous effect",
     "next-background": "Next background", "previous-background": "Previous background",
@@ -33,14 +35,9 @@ _CHAR_KEYS = {" ": "space", "]": "bracketright", "[": "bracketleft", "-": "minus
 def to_portal_trigger(combo: str) -> str:
     """vcam's combination ("<ctrl>+<alt>+e", also "ctrl+alt+e") as the spec's trigger ("CTRL+ALT+e"), because
     the portal takes xkbcommon keysym names and upper-case modifiers; ValueError if it has no such form."""
-    parts, start = [], 0
-    for i, c in enumerate(combo):  # a '+' right after a separator is the key itself, as in pynput
-        if c == "+" and i != start:
-            parts.append(combo[start:i])
-            start = i + 1
-    if start >= len(combo):
+    parts = hotkey_parts(combo)
+    if parts is None:
         raise ValueError(f"{combo!r}: no key after the last '+'")
-    parts.append(combo[start:])
     modifiers: set[str] = set()
     keys: list[str] = []
     for part in parts:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import stat
+import struct
 from pathlib import Path
 
 from vcam.config import ControlSettings
@@ -116,3 +118,10 @@ def acquire_instance_lock(socket: Path) -> InstanceLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return InstanceLock(path, fd)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a connected Unix socket (SO_PEERCRED); OSError if the
+    kernel cannot say."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]

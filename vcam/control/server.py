@@ -16,14 +16,13 @@ import os
 import socket
 import socketserver
 import stat
-import struct
 import threading
 import time
 from pathlib import Path
 from typing import Protocol
 
 from vcam.config import ControlSettings
-from vcam.control.runtime import prepare_socket_dir, socket_path
+from vcam.control.runtime import peer_uid, prepare_socket_dir, socket_path
 from vcam.errors import VcamError
 
 log = logging.getLogger(__name__)
@@ -96,8 +95,7 @@ class _ClientHandler(socketserver.StreamRequestHandler):
 
     def _reply(self) -> dict:
         try:
-            creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _, uid, _ = struct.unpack("3i", creds)
+            uid = peer_uid(self.request)
         except OSError:
             uid = -1  # unknown peer: refused like a stranger
         if uid != os.getuid():
@@ -257,7 +255,6 @@ def _serving_uid(path: Path) -> int | None:
         s.settimeout(0.5)
         try:
             s.connect(str(path))
-            creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            return struct.unpack("3i", creds)[1]
+            return peer_uid(s)
         except OSError:
             return None
