@@ -121,6 +121,6 @@ MUTANTS: list[Mutant] = [
            "        if s.guide == \"colour\":", "        if False:",
            ("tests/test_matte.py",), "guide = \"colour\" would silently guide by grey"),
     Mutant("eval-worst-are-the-best", "vcam/commands/eval_stills.py",
-           "key=lambda i: scores[names[-1]][\"iou\"][i])", "key=lambda i: -scores[names[-1]][\"iou\"][i])",
+           "key=lambda i: scores[\"file\"][\"iou\"][i])", "key=lambda i: -scores[\"file\"][\"iou\"][i])",
            ("tests/test_eval.py",), "eval would show the best pictures as the worst"),
 ]

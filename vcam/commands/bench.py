@@ -277,10 +277,7 @@ def format_table(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes)
-    effects = [e.strip() for e in args.effects.split(",") if e.strip()]
-    for e in effects:
-        if e not in EFFECTS:
-            raise BenchError(f"--effects: unknown effect {e!r} (one of {', '.join(EFFECTS)})")
+    effects = _effect_list(args.effects, "--effects")
     if args.frames < 10:
         raise BenchError("--frames must be at least 10")
     video = Path(args.video) if args.video else testdata_path(*DESK_CLIP)
@@ -330,10 +327,16 @@ def _still_effects(args: argparse.Namespace, effects: list[str]) -> list[str]:
     names the clip."""
     if args.still is None:
         return ["blur"] if "blur" in effects and not args.video else []
-    chosen = [e.strip() for e in args.still.split(",") if e.strip() and e.strip() != "none"]
+    return [e for e in _effect_list(args.still, "--still", also="none") if e != "none"]
+
+
+def _effect_list(text: str, option: str, also: str | None = None) -> list[str]:
+    """The comma-separated effect names of `option` (and `also`, if given, as a name allowed too)."""
+    chosen = [e.strip() for e in text.split(",") if e.strip()]
     for e in chosen:
-        if e not in EFFECTS:
-            raise BenchError(f"--still: unknown effect {e!r} (one of {', '.join(EFFECTS)}, or none)")
+        if e not in EFFECTS and e != also:
+            known = ", ".join(EFFECTS) + (f", or {also}" if also else "")
+            raise BenchError(f"{option}: unknown effect {e!r} (one of {known})")
     return chosen
 
 

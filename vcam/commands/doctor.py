@@ -4,6 +4,7 @@ portal), and say what to fix, one line per problem.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -109,7 +110,6 @@ def check_model(settings: Settings) -> Check:
         open_segmenter(seg.model, seg.model_path, video=True, runtime=seg.runtime).close()
     except VcamError as e:
         return Check(False, "segmentation model does not load", str(e))
-    seg = settings.segmentation
     path, origin = find_model(seg.model, seg.model_path)
     where = {"model_path": "[segmentation] model_path", "mediapipe": "the installed mediapipe 0.10.21",
              "cache": "vcam's cache, from `vcam setup --models`"}[origin]
@@ -158,13 +158,7 @@ def check_desktop_file() -> Check:
 
 def check_hotkeys(settings: Settings) -> list[Check]:
     """Which hotkey backend [hotkeys] backend gets here and whether it works; if none does, why."""
-    probed: list[tuple[str, str]] = []
-
-    def probe() -> tuple[str, str]:  # the portal is asked once, and only when the answer matters
-        if not probed:
-            probed.append(probe_portal())
-        return probed[0]
-
+    probe = functools.cache(probe_portal)  # the portal is asked once, and only when the answer matters
     backend, why = choose_backend(settings.hotkeys, probe=probe)
     if backend == "off":
         return [Check(True, f"global hotkeys off ({why}); `vcam ctl` works regardless")]

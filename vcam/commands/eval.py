@@ -100,7 +100,7 @@ def eval_video(settings: Settings, path: Path, max_frames: int = 300) -> dict:
                 confidence = segmenter.segment(frame, ts)
                 flicker["raw"].add(raw_alpha(confidence, (w, h)), static)
                 history.append(reference.build(confidence, (w, h), frame).copy())
-                if len(history) > 1 and change is not None:
+                if change is not None:  # (from the second frame on, with two per-frame mattes)
                     # where the per-frame matte's edge moved across a pixel and the picture moved there:
                     # the model's own jitter on a still picture is flicker, which the matte should not follow
                     moving = cv2.absdiff(history[-1], history[-2]) >= EDGE_MOVED

@@ -13,7 +13,6 @@ from vcam.compositing.engine import Engine
 from vcam.config import Settings
 from vcam.errors import VcamError
 from vcam.matting.matte import MatteBuilder
-from vcam.matting.runtimes import open_segmenter
 from vcam.testdata import testdata_path
 
 BOUNDARY_TOLERANCE = 2   # px: an edge pixel this close to the true edge counts as right
@@ -80,14 +79,6 @@ def still_pairs(name: str, limit: int = 0) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def portrait_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
-    return still_pairs("portraits", limit)
-
-
-def people_varied_pairs(limit: int = 0) -> list[tuple[Path, Path]]:
-    return still_pairs("people_varied", limit)
-
-
 def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     image = cv2.imread(str(image_path))
     truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
@@ -103,38 +94,30 @@ def eval_stills(settings: Settings, pairs: list[tuple[Path, Path]]) -> dict:
     """Mean IoU and boundary F over still pictures of the raw model ("raw": its confidence at 50%), of
     vcam's live matte ("vcam": one model pass, quality "fast") and of the file-mode matte ("file": what
     `vcam apply` makes of a still with the configured quality; "vcam" again when that is "fast")."""
-    seg = settings.segmentation
     file_mode = settings.matte.quality != "fast"
     names = ("raw", "vcam", "file") if file_mode else ("raw", "vcam")
     scores = {name: {"iou": [], "boundary_f": []} for name in names}
-    engine = Engine(settings, video=False) if file_mode else None  # runs `vcam apply`'s model passes
-    try:
-        with open_segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter:
-            matte = MatteBuilder(settings.matte, video=False)  # the live path: grey guide
-            for image_path, mask_path in pairs:
-                image, truth = read_pair(image_path, mask_path)
-                h, w = image.shape[:2]
-                confidence = segmenter.segment(image)
-                alphas = [raw_alpha(confidence, (w, h)), matte.build(confidence, (w, h), image)]
-                if engine is not None:
-                    alphas.append(engine.alpha(image))
-                for name, alpha in zip(names, alphas, strict=True):
-                    person = alpha >= 128
-                    scores[name]["iou"].append(iou(person, truth))
-                    scores[name]["boundary_f"].append(boundary_f(person, truth))
-    finally:
-        if engine is not None:
-            engine.close()
+    with Engine(settings, video=False) as engine:  # `vcam apply`'s model passes, and its model for the rest
+        segmenter = engine.matting.segmenter
+        matte = MatteBuilder(settings.matte, video=False)  # the live path
+        for image_path, mask_path in pairs:
+            image, truth = read_pair(image_path, mask_path)
+            h, w = image.shape[:2]
+            confidence = segmenter.segment(image)  # (used before engine.alpha() runs the model again)
+            alphas = [raw_alpha(confidence, (w, h)), matte.build(confidence, (w, h), image)]
+            if file_mode:
+                alphas.append(engine.alpha(image))
+            for name, alpha in zip(names, alphas, strict=True):
+                person = alpha >= 128
+                scores[name]["iou"].append(iou(person, truth))
+                scores[name]["boundary_f"].append(boundary_f(person, truth))
+    if not file_mode:  # the file matte is the live one
+        scores["file"] = scores["vcam"]
     out = {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in scores.items()}
-    if not file_mode:
-        out["file"] = dict(out["vcam"])
     out["images"] = len(pairs)
-    worst = sorted(range(len(pairs)), key=lambda i: scores[names[-1]]["iou"][i])[:WORST]
+    worst = sorted(range(len(pairs)), key=lambda i: scores["file"]["iou"][i])[:WORST]
     out["worst"] = [{"picture": pairs[i][0].stem,
-                     **{name: {k: float(v[i]) for k, v in scores[name].items()} for name in names}}
+                     **{name: {k: float(v[i]) for k, v in d.items()} for name, d in scores.items()}}
                     for i in worst]
-    if not file_mode:
-        for entry in out["worst"]:
-            entry["file"] = dict(entry["vcam"])
     out["quality"] = settings.matte.quality
     return out

@@ -14,7 +14,6 @@ import numpy as np
 from vcam.commands.eval_stills import STILL_SETS, raw_alpha, read_pair, write_row
 from vcam.compositing.engine import Engine
 from vcam.config import Settings
-from vcam.matting.runtimes import open_segmenter
 from vcam.testdata import testdata_path
 
 # BGR: matte and mask agree on person | the matte takes background for person | the matte misses person
@@ -25,7 +24,7 @@ TILE_HEIGHT = 320
 def error_overlay(image: np.ndarray, person: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """`image` dimmed, with the matte's person (bool `person`) against the true mask (bool `truth`) drawn
     over it: agreeing person tinted, extra person and missed person in solid colours."""
-    out = (image // 2).astype(np.uint8)
+    out = image // 2
     agree = person & truth
     out[agree] = (out[agree] // 2 + np.array(ERROR_COLOURS["agree"], np.uint8) // 2)
     out[person & ~truth] = ERROR_COLOURS["extra"]
@@ -36,10 +35,9 @@ def error_overlay(image: np.ndarray, person: np.ndarray, truth: np.ndarray) -> n
 def write_worst(settings: Settings, result: dict, out_dir: Path) -> list[Path]:
     """A PNG row for each picture `result` (evaluate()'s) lists as worst, per still set, into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    seg = settings.segmentation
     written = []
-    with open_segmenter(seg.model, seg.model_path, runtime=seg.runtime) as segmenter, \
-            Engine(settings, video=False) as engine:
+    with Engine(settings, video=False) as engine:
+        segmenter = engine.matting.segmenter  # (its confidence is used before engine.alpha() runs again)
         for name in STILL_SETS:
             for entry in result.get(name, {}).get("worst", []):
                 stem = entry["picture"]

@@ -73,13 +73,16 @@ def module_commands(user: str) -> list[list[str]]:
     return cmds
 
 
-def service_text(vcam_path: str) -> str:
-    lines = []
-    for line in SERVICE_FILE.read_text().splitlines():
-        if line.startswith("ExecStart="):
-            line = f"ExecStart={vcam_path} run"
-        lines.append(line)
+def _with_key(template: Path, key: str, value: str) -> str:
+    """The shipped file `template` with its `key=` line set to `value`."""
+    lines = [f"{key}={value}" if line.startswith(f"{key}=") else line
+             for line in template.read_text().splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def service_text(vcam_path: str) -> str:
+    """The shipped unit with ExecStart running this vcam."""
+    return _with_key(SERVICE_FILE, "ExecStart", f"{vcam_path} run")
 
 
 def _exec_arg(arg: str) -> str:
@@ -94,12 +97,7 @@ def _exec_arg(arg: str) -> str:
 def desktop_text(vcam_path: str) -> str:
     """The shipped .desktop file with Exec running this vcam (like the unit's ExecStart)."""
     command = [vcam_path] if os.path.exists(vcam_path) else vcam_path.split()
-    lines = []
-    for line in DESKTOP_FILE.read_text().splitlines():
-        if line.startswith("Exec="):
-            line = "Exec=" + " ".join(_exec_arg(a) for a in [*command, "run"])
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    return _with_key(DESKTOP_FILE, "Exec", " ".join(_exec_arg(a) for a in [*command, "run"]))
 
 
 def desktop_file_target() -> Path:
@@ -168,7 +166,8 @@ def _setup_service(dry_run: bool) -> int:
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     target = base / "systemd" / "user" / "vcam.service"
     desktop = desktop_file_target()  # the app id for the desktop portal's global shortcuts (Wayland)
-    files = {target: service_text(vcam_executable()), desktop: desktop_text(vcam_executable())}
+    exe = vcam_executable()
+    files = {target: service_text(exe), desktop: desktop_text(exe)}
     for path in files:
         print(f"+ write {path}")
     cmds = [["systemctl", "--user", "daemon-reload"]]

@@ -144,7 +144,8 @@ class Background:
         raise NotImplementedError
 
     def frame_i420(self, size: tuple[int, int], t: float | None = None) -> np.ndarray:
-        """frame() as I420 (vcam/i420.py) for the live pipeline, converted only when the picture changed."""
+        """frame() as I420 (vcam/frames/i420.py) for the live pipeline, converted only when the picture
+        changed."""
         bgr = self.frame(size, t)
         key = (size, self._picture_key())
         if self._i420_key != key:

@@ -24,14 +24,12 @@ class SmallBlur:
     """The small picture blurred with a triangle kernel, into a buffer kept between frames."""
 
     def __init__(self) -> None:
-        self._shape: tuple[int, ...] | None = None
         self._box = np.empty((0, 0, 3), np.uint8)
         self._out = np.empty((0, 0, 3), np.uint8)
 
     def _ensure(self, shape: tuple[int, ...]) -> None:
-        if self._shape == shape:
+        if self._out.shape == shape:
             return
-        self._shape = shape
         self._box = np.empty(shape, np.uint8)
         self._out = np.empty(shape, np.uint8)
 
