@@ -18,6 +18,7 @@ or with a module's pytestmark; the others run in this process:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -123,6 +124,22 @@ def portraits() -> list[tuple[Path, Path]]:
 def people_varied() -> list[tuple[Path, Path]]:
     """(image, remove.bg mask) pairs of the varied people set: groups, full bodies, distant people."""
     return _image_mask_pairs("people_varied")
+
+
+@pytest.fixture(scope="session")
+def still_scores(portraits, people_varied):
+    """still_scores(name): eval_stills() with the default settings on the whole still set `name` (raw
+    model, live matte, file-mode matte), computed once a session for every test that asks."""
+    from vcam.commands.eval_stills import eval_stills
+    from vcam.config import load_settings
+
+    pairs = {"portraits": portraits, "people_varied": people_varied}
+
+    @functools.cache
+    def scores(name: str) -> dict:
+        return eval_stills(load_settings(None, use_user_config=False), pairs[name])
+
+    return scores
 
 
 @pytest.fixture(scope="module")

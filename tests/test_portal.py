@@ -578,7 +578,7 @@ def test_auto_in_a_wayland_session_without_global_shortcuts_says_how_to_bind_vca
 
 
 # -- vcam doctor ---------------------------------------------------------------------------------------------
-def doctor_lines(monkeypatch, **changes) -> list[str]:
+def doctor_lines(**changes) -> list[str]:
     from vcam.commands.doctor import check_hotkeys
     from vcam.config import load_settings
     settings = load_settings(use_user_config=False)
@@ -592,34 +592,34 @@ def test_doctor_says_which_hotkey_backend_works(fake, session, monkeypatch, tmp_
     from vcam.commands.setup import desktop_file_target
     monkeypatch.setenv("XDG_DATA_DIRS", str(tmp_path / "system"))
     portal = fake()
-    line, desktop = doctor_lines(monkeypatch)
+    line, desktop = doctor_lines()
     assert line.startswith("ok   global hotkeys through the desktop portal (GlobalShortcuts version 2)"), line
     assert desktop.startswith(f"FIX  {APP_ID}.desktop is not installed") and "vcam setup --service" in desktop
     desktop_file_target().parent.mkdir(parents=True)
     desktop_file_target().write_text("[Desktop Entry]\n")
-    line, desktop = doctor_lines(monkeypatch)
+    line, desktop = doctor_lines()
     assert desktop.startswith(f"ok   {desktop_file_target()} installed"), desktop
     assert portal.state()["bind"] == []  # doctor only asks; it binds nothing
-    (line,) = doctor_lines(monkeypatch, backend="off")
+    (line,) = doctor_lines(backend="off")
     assert line.startswith("ok   global hotkeys off")
     monkeypatch.delenv("WAYLAND_DISPLAY")  # an X11 session without an X server: the portal would do
-    (line,) = doctor_lines(monkeypatch)
+    (line,) = doctor_lines()
     assert line.startswith("FIX  no X display") and 'backend = "portal"' in line, line
-    line, _ = doctor_lines(monkeypatch, backend="portal")
+    line, _ = doctor_lines(backend="portal")
     assert line.startswith("ok   global hotkeys through the desktop portal"), line
 
 
 @pytest.mark.system
 def test_doctor_says_why_no_hotkey_backend_works(fake, session, monkeypatch):
     fake("--no-global-shortcuts")
-    (line,) = doctor_lines(monkeypatch)
+    (line,) = doctor_lines()
     assert line.startswith("FIX  no global hotkeys"), line
     assert "no GlobalShortcuts" in line and "bindsym" in line, line
-    (line,) = doctor_lines(monkeypatch, backend="portal")
+    (line,) = doctor_lines(backend="portal")
     assert line.startswith("FIX  global hotkeys through the desktop portal do not work"), line
     assert "GlobalShortcuts" in line
     monkeypatch.delenv("WAYLAND_DISPLAY")
-    (line,) = doctor_lines(monkeypatch)
+    (line,) = doctor_lines()
     assert line.startswith("FIX  no X display"), line
     assert "no alternative here (the desktop portal has no GlobalShortcuts" in line
 

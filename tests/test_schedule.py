@@ -64,9 +64,9 @@ def test_the_model_is_skipped_while_still_and_runs_while_moving(settings, desk_v
     the live path's I420 camera frames at 720p): a person held still gets the model on every 4th frame
     (the cap); the outdoor clip (breathing, wind, a camera held by hand over foliage) on at most 60% of
     them (a fixed change level took its compression noise and drift for motion: 84-100%), and most of
-the others keep the last matte as it is; the desk
-    video, whose typing moves the person's edge all the time, on more (test_no_lag_on_motion and
-    test_the_scheduled_matte_is_the_every_frame_matte hold the picture to the model's)."""
+    the others keep the last matte as it is; the desk video, whose typing moves the person's edge all
+    the time, on more (test_no_lag_on_motion and test_the_scheduled_matte_is_the_every_frame_matte hold
+    the picture to the model's)."""
     size = (1280, 720) if planar else None
     still = held_still(read_frames(outdoor_video, 1, size)[0], 40)
     clips = {"held still": [i420.from_bgr(f, full_range=True) for f in still] if planar else still,

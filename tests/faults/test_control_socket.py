@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import other_user_prefix, require_path
 
-import vcam.control.client as client
+import vcam.control.runtime as runtime
 from vcam.cli import main
 from vcam.compositing.look import Look
 from vcam.config import load_settings
@@ -30,11 +30,6 @@ from vcam.control.client import NotAnswering, request, socket_path
 from vcam.control.server import ControlServer
 from vcam.errors import VcamError
 from vcam.live.state import LiveState, LiveStateHolder
-
-try:
-    import vcam.control.runtime as runtime
-except ImportError:  # before the private fallback folder: the tests below fail on what they check
-    runtime = client
 
 NOBODY = 65534
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +79,7 @@ def _one_line(err: str) -> str:
 def test_without_a_runtime_dir_the_socket_is_in_a_private_folder_and_a_squatted_one_is_refused(
         shared_tmp, daemon, monkeypatch, capsys):
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    monkeypatch.setattr(runtime, "FALLBACK_BASE", str(shared_tmp), raising=False)
+    monkeypatch.setattr(runtime, "FALLBACK_BASE", str(shared_tmp))
     private = shared_tmp / f"vcam-{os.getuid()}"
     default = load_settings(use_user_config=False).control
     assert socket_path(default) == private / "vcam.sock"  # never a bare socket in a world-writable folder
@@ -240,7 +235,7 @@ def test_stopping_leaves_a_socket_that_replaced_ours(tmp_path, daemon):
 
 def test_connections_are_capped_and_extra_ones_get_a_busy_line(tmp_path, daemon):
     import vcam.control.server as server_module
-    cap = getattr(server_module, "MAX_CLIENTS", 32)
+    cap = server_module.MAX_CLIENTS
     controller, holder, serve = daemon
     path = tmp_path / "vcam.sock"
     serve(path)

@@ -67,7 +67,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.system
-def test_an_unreadable_library_folder_is_skipped_at_start_and_on_reload(caplog):
+def test_an_unreadable_library_folder_is_skipped_at_start_and_on_reload():
     nobody = other_user_prefix(65534)
     base = Path(tempfile.mkdtemp(prefix="vcam-unreadable-", dir="/tmp"))
     try:

@@ -14,17 +14,13 @@ from conftest import require_path
 
 import vcam.control.actions as actions
 import vcam.control.library as library_module
+import vcam.control.loader as loader_module
 from vcam.compositing.backgrounds import BackgroundError, ColorBackground
 from vcam.compositing.look import Look
 from vcam.config import load_settings
 from vcam.control.actions import ActionError, Controller
 from vcam.control.library import BackgroundLibrary
 from vcam.live.state import LiveState, LiveStateHolder
-
-try:
-    import vcam.control.loader as loader_module
-except ImportError:  # before the loader had a deadline: the tests below fail on what they check
-    loader_module = library_module
 
 SIZE = (320, 180)
 
@@ -75,7 +71,7 @@ def _controller(paths) -> tuple[Controller, LiveStateHolder]:
 
 def test_a_stuck_load_is_abandoned_at_its_deadline_and_the_next_runs_on_a_fresh_worker(
         images, tmp_path, monkeypatch):
-    monkeypatch.setattr(loader_module, "LOAD_DEADLINE_S", 0.5, raising=False)
+    monkeypatch.setattr(loader_module, "LOAD_DEADLINE_S", 0.5)
     slow = SlowFiles(monkeypatch, delay=30)
     stuck, good = _copies(images, tmp_path, ["slow.jpg", "good.jpg"])
     library = BackgroundLibrary([str(stuck), str(good)], lambda: SIZE)
