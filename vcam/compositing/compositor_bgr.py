@@ -11,48 +11,33 @@ same effects plane by plane.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 
-from vcam.compositing.backgrounds import SolidColors
-from vcam.compositing.blur import SmallBlur, blur_factor
-from vcam.compositing.effects import EFFECTS
+from vcam.compositing.blur import blur_factor
+from vcam.compositing.compositor import Compositor
 from vcam.compositing.look import Look
 from vcam.compositing.spans import PersonSpans
-from vcam.frames.reduce import Reducer
 from vcam.matting.matte import Matte
 
-# (frame, matte, look, out, t) -> `out` with the effect's background drawn (or, for an effect that needs
-# no matte, the finished frame)
-Draw = Callable[[np.ndarray, "Matte | None", Look, np.ndarray, "float | None"], np.ndarray]
 
-
-class BGRCompositor:
-    """Per-stream compositor for BGR frames; its buffers follow the frame size.
-
-    Inputs: a BGR uint8 frame (h, w, 3); its Matte (matting/matte.py; None only for an effect whose
-        registry entry says needs_matte=False); the Look (effect, background, blur, key colour).
-    Outputs: the composited BGR frame, into `out` if given, else into a buffer reused by the next call;
-        "none" returns the frame itself. rgba(): BGRA with the matte as alpha (transparent PNG files).
-    Options: none; everything that changes the picture is in the Look, per frame.
-    """
+class BGRCompositor(Compositor):
+    """Compositor (compositor.py) for BGR uint8 frames (h, w, 3); "none" returns the frame itself.
+    rgba(): BGRA with the matte as alpha (transparent PNG files)."""
 
     def __init__(self) -> None:
-        self._size: tuple[int, int] | None = None
-        self.spans = PersonSpans()
-        self._solids = SolidColors()  # filled once per size, not every frame
-        self._blur = SmallBlur()
-        self._reducer = Reducer()  # the blur's small picture when the Matte brings none
-        self._draw: dict[str, Draw] = {name: getattr(self, f"_draw_{e.draws}") for name, e in EFFECTS.items()
-                                       if e.draws}
+        self._frame_size: tuple[int, int] | None = None
+        super().__init__(PersonSpans())
+
+    def _size(self, frame: np.ndarray) -> tuple[int, int]:
+        if frame.ndim != 3:
+            raise ValueError("BGRCompositor takes BGR frames")
+        return frame.shape[1], frame.shape[0]
 
     def _ensure(self, size: tuple[int, int]) -> None:
-        """The frame-sized buffers, made once per size."""
-        if self._size == size:
+        if self._frame_size == size:
             return
-        self._size = size
+        self._frame_size = size
         w, h = size
         self._alpha3 = np.empty((h, w, 3), np.uint8)
         self._inv3 = np.empty((h, w, 3), np.uint8)
@@ -62,25 +47,8 @@ class BGRCompositor:
         self._alpha1 = np.empty((h, w), np.uint8)  # the blended rectangles' alpha after the Matte's LUT
         self._rgba = np.empty((h, w, 4), np.uint8)
 
-    def composite(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray | None = None,
-                  t: float | None = None) -> np.ndarray:
-        """The composited frame (see the class docstring). `t`: the frame's time in seconds, which a video
-        background keeps pace with (Background.frame). `out` must not be `frame`."""
-        h, w = frame.shape[:2]
-        self._ensure((w, h))
-        draw = self._draw.get(look.effect)
-        if draw is None:
-            raise ValueError(f"unknown effect {look.effect!r}")
-        if not EFFECTS[look.effect].needs_matte:
-            return draw(frame, None, look, out, t)
-        if matte is None:
-            raise ValueError(f"effect {look.effect!r} needs a matte")
-        out = self._out if out is None else out
-        draw(frame, matte, look, out, t)
-        return self.blend(frame, matte, out)
-
     # -- backgrounds of the effects ---------------------------------------------------------------------
-    def _draw_none(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray | None,
+    def _draw_none(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
                    t: float | None) -> np.ndarray:
         return frame
 
@@ -95,12 +63,12 @@ class BGRCompositor:
 
     def _draw_key(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
                   t: float | None) -> np.ndarray:
-        np.copyto(out, self._solids.key(look.key_color).frame(self._size))
+        np.copyto(out, self._solids.key(look.key_color).frame(self._frame_size))
         return out
 
     def _draw_picture(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
                       t: float | None) -> np.ndarray:
-        np.copyto(out, (look.background or self._solids.white).frame(self._size, t))
+        np.copyto(out, (look.background or self._solids.white).frame(self._frame_size, t))
         return out
 
     def blurred(self, frame: np.ndarray, strength: int, dst: np.ndarray,

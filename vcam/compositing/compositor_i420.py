@@ -11,51 +11,38 @@ the BGR compositor's too, so both give the same look (`vcam apply` and `vcam eva
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 
-from vcam.compositing.backgrounds import Background, SolidColors
-from vcam.compositing.blur import SmallBlur, blur_factor
-from vcam.compositing.effects import EFFECTS
+from vcam.compositing.backgrounds import Background
+from vcam.compositing.blur import blur_factor
+from vcam.compositing.compositor import Compositor
 from vcam.compositing.look import Look
 from vcam.compositing.spans import PersonSpans
 from vcam.frames import i420
-from vcam.frames.reduce import Reducer
 from vcam.matting.matte import Matte
 
 # Taller strips than BGR's: fewer spans, each blended in more calls (three planes) (docs/performance.md).
 STRIP_ROWS, MIN_STRIPS = 120, 6
 
 Plane = tuple[np.ndarray, np.ndarray, tuple[float, float]]  # (source plane, output plane, range scaling)
-# (frame, matte, look, out, t) -> `out` with the effect's background drawn (or, for an effect that needs
-# no matte, the finished frame)
-Draw = Callable[[np.ndarray, "Matte | None", Look, np.ndarray, "float | None"], np.ndarray]
 
 
-class I420Compositor:
-    """Per-stream compositor for I420 frames; its buffers follow the frame size.
-
-    Inputs: a full-range I420 frame (a camera frame); its Matte (matting/matte.py; None only for an
-        effect whose registry entry says needs_matte=False); the Look.
-    Outputs: the composited frame in limited range, into `out` if given, else into a buffer reused by
-        the next call; "none" too is a copy (into the output's range).
-    Options: none; everything that changes the picture is in the Look, per frame.
-    """
+class I420Compositor(Compositor):
+    """Compositor (compositor.py) for full-range I420 frames (camera frames); the result is in limited
+    range, and "none" too is a copy (into the output's range)."""
 
     def __init__(self) -> None:
         self._hw: tuple[int, int] | None = None
-        self.spans = PersonSpans(STRIP_ROWS, MIN_STRIPS)
-        self._solids = SolidColors()
-        self._blur = SmallBlur()
-        self._reducer = Reducer()  # the blur's small picture when the Matte brings none
         self._small_planes: list[np.ndarray] = []
-        self._draw: dict[str, Draw] = {name: getattr(self, f"_draw_{e.draws}") for name, e in EFFECTS.items()
-                                       if e.draws}
+        super().__init__(PersonSpans(STRIP_ROWS, MIN_STRIPS))
+
+    def _size(self, frame: np.ndarray) -> tuple[int, int]:
+        if not i420.is_i420(frame):
+            raise ValueError("I420Compositor takes I420 frames")
+        return i420.size(frame)
 
     def _ensure(self, size: tuple[int, int]) -> None:
-        """The frame-sized buffers, made once per size."""
         w, h = size
         if self._hw == (h, w):
             return
@@ -64,24 +51,6 @@ class I420Compositor:
         self._out = i420.new(size)
         self._a, self._inv, self._fg = (np.empty(full, np.uint8) for _ in range(3))
         self._alpha_half, self._inv_half, self._fg_half = (np.empty(half, np.uint8) for _ in range(3))
-
-    def composite(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray | None = None,
-                  t: float | None = None) -> np.ndarray:
-        """The composited frame (see the class docstring). `t`: the frame's time in seconds, which a video
-        background keeps pace with (Background.frame). `out` must not be `frame`."""
-        if not i420.is_i420(frame):
-            raise ValueError("I420Compositor takes I420 frames")
-        self._ensure(i420.size(frame))
-        draw = self._draw.get(look.effect)
-        if draw is None:
-            raise ValueError(f"unknown effect {look.effect!r}")
-        out = self._out if out is None else out
-        if not EFFECTS[look.effect].needs_matte:
-            return draw(frame, None, look, out, t)
-        if matte is None:
-            raise ValueError(f"effect {look.effect!r} needs a matte")
-        draw(frame, matte, look, out, t)
-        return self.blend(frame, matte, out)
 
     # -- backgrounds --------------------------------------------------------------------------------------
     def _draw_none(self, frame: np.ndarray, matte: Matte | None, look: Look, out: np.ndarray,
