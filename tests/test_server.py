@@ -103,7 +103,7 @@ def test_background_actions_show_the_library_entry(rig):
     assert result["background"] == "#ff0000"
     rig.shows(lambda f: (f[TOP_LEFT] == sent_color((0, 0, 255))).all())
 
-    for bad in ("9", "0", "/nonexistent/bg.jpg"):
+    for bad in ("9", "0", "123456", "/nonexistent/bg.jpg"):  # 123456: an entry number, not a colour
         reply = rig.ctl("background", bad)
         assert not reply["ok"] and bad.lstrip("/").split("/")[0] in reply["error"]
     # refused: nothing changed
