@@ -230,14 +230,15 @@ def test_config_created_after_start_in_a_missing_folder_is_applied(rig, monkeypa
         watcher.stop()
 
 
-def test_reload_to_replace_from_the_library_never_shows_white_first(rig):
-    """[effect] name = "replace" with no background takes the library's entry; until it has loaded, the
-    old picture stays: no state (so no frame) with replace and no background, which the compositor would
-    draw white."""
+@pytest.mark.parametrize("blank", ["", " \t "])
+def test_reload_to_replace_from_the_library_never_shows_white_first(rig, blank):
+    """[effect] name = "replace" with no background (empty, or only whitespace: the same) takes the
+    library's entry; until it has loaded, the old picture stays: no state (so no frame) with replace and no
+    background, which the compositor would draw white."""
     assert len(rig.library) > 0 and rig.holder.get().look.effect == "blur"
     states = []
     rig.holder.subscribe(states.append)
-    rig.write_config(effect={"name": "replace", "background": ""})
+    rig.write_config(effect={"name": "replace", "background": blank})
     rig.ok("reload")
     final = rig.wait_state(lambda s: s.look.effect == "replace" and s.look.background is not None)
     assert final.look.background.label.endswith(rig.library[0].name)
