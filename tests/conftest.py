@@ -20,11 +20,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from vcam.testdata import testdata_path
+
+T = TypeVar("T")
 
 pytest_plugins = ["control_rig"]
 
@@ -51,6 +56,27 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0,
+               what: str | Callable[[], object] = "the condition", step: float = 0.02,
+               ignoring: tuple[type[BaseException], ...] = ()) -> T:
+    """predicate()'s first true value, asked every `step` s, or fail after `timeout` s naming `what` (a
+    callable is asked then, to show the state at the time): tests wait for a state, never a guessed delay.
+
+    `ignoring`: exceptions that mean "not yet" (a daemon whose socket is not up), asked again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except ignoring:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {described}")
+        time.sleep(step)
 
 
 def holds_open(pid: int, path: Path) -> bool:

@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import holds_open
-from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
+from conftest import holds_open, wait_until
+from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, write_config
 
 pytestmark = pytest.mark.system  # every test here starts a process with the fake webcam LD_PRELOADed
 
@@ -176,9 +176,9 @@ def test_daemon_on_the_webcam_opens_it_only_for_a_reader(webcam, camera_lib, shi
     out.wait_writes(5, 30)  # the idle placeholder keeps the device listed
     assert not holds_open(proc.pid, webcam["node"]), "no reader: the webcam stays closed"
     with open(out.device, "rb"):  # a call app opens the virtual camera
-        wait_for(lambda: holds_open(proc.pid, webcam["node"]), 3, "webcam opened for the reader")
-        wait_for(lambda: corners_are(out.frame(), MAGENTA_BGR), 5, "the composited picture")
-    wait_for(lambda: not holds_open(proc.pid, webcam["node"]), 6, "webcam released after the reader left")
+        wait_until(lambda: holds_open(proc.pid, webcam["node"]), 3, "webcam opened for the reader")
+        wait_until(lambda: corners_are(out.frame(), MAGENTA_BGR), 5, "the composited picture")
+    wait_until(lambda: not holds_open(proc.pid, webcam["node"]), 6, "webcam released after the reader left")
     elapsed, rc, log = stop_daemon(proc)
     assert rc == 0 and elapsed < 1.0, log[-2000:]
     assert f"granted {W}x{H}@30 MJPG (decoded by vcam)" in log

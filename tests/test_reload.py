@@ -13,7 +13,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_path, unwritable_folder
+from conftest import require_path, unwritable_folder, wait_until
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
 from vcam.control.client import request
@@ -57,9 +57,7 @@ def test_saved_config_is_applied_live_and_an_invalid_one_is_kept_out(rig, caplog
         # Invalid: logged with the key and the file, nothing changes, frames go on.
         with caplog.at_level(logging.ERROR, logger="vcam.control.reload"):
             rig.write_config(effect={"name": "transparent"}, matte={"threshold": 7})
-            deadline = time.monotonic() + 5
-            while "rejected" not in caplog.text and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: "rejected" in caplog.text, 5, "the rejection logged")
         assert "[matte] threshold" in caplog.text and str(rig.config) in caplog.text
         assert rig.holder.get().look.effect == "desaturate"
         assert rig.controller.settings.matte.threshold == threshold
@@ -115,16 +113,6 @@ def test_ctl_reload_and_sighup_apply_changed_sections_only(rig, tmp_path):
     assert rig.ok("status")["camera"] == "ok"
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.system
 def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
     """The real `vcam run`: socket up, ctl works, SIGHUP and ctl reload, corrupt library file, no display."""
@@ -147,13 +135,13 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
         daemon = subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"], env=env,
                                   stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: sock.exists(), 30, "the control socket")
+        wait_until(lambda: sock.exists(), 30, "the control socket")
 
         def ctl(*args):
             return subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), *args],
                                   env=env, capture_output=True, text=True, timeout=30)
 
-        _wait_for(lambda: request(sock, "status")["result"]["frames_sent"] > 5, 30, "frames")
+        wait_until(lambda: request(sock, "status")["result"]["frames_sent"] > 5, 30, "frames")
         status = ctl("status")
         assert status.returncode == 0 and "effect: blur" in status.stdout and "camera: ok" in status.stdout
         assert "hotkeys: disabled: no X display" in status.stdout
@@ -165,7 +153,7 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
         sections["effect"] = {"name": "desaturate"}
         config.write_text(toml(sections))
         daemon.send_signal(signal.SIGHUP)
-        _wait_for(lambda: request(sock, "status")["result"]["effect"] == "desaturate", 10, "SIGHUP reload")
+        wait_until(lambda: request(sock, "status")["result"]["effect"] == "desaturate", 10, "SIGHUP reload")
 
         sections["output"]["fps"] = 500  # out of range
         config.write_text(toml(sections))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_path
+from conftest import require_path, wait_until
 from test_run import FakeCam, write_config
 
 from vcam.control.client import request
@@ -36,19 +36,6 @@ fcntl.fcntl(fd, {F_SETLEASE}, fcntl.F_WRLCK)
 print("held", flush=True)
 time.sleep(120)
 """
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - not up yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _start(config: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -105,7 +92,8 @@ paths = ["{porch}"]
     log = tmp_path / "vcam.log"
     proc = _start(config, log)
     daemon_guard.append(proc)
-    _wait(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames")
+    wait_until(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
+               ignoring=(Exception,))  # not up yet
 
     def switch(results: list) -> None:
         t0 = time.monotonic()
@@ -191,11 +179,12 @@ def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, d
     def importing() -> bool:  # numpy is mapped: the command's imports (OpenCV, the model) are under way
         return "numpy" in Path(f"/proc/{proc.pid}/maps").read_text()
 
-    _wait(importing, 30, "the imports")
+    wait_until(importing, 30, "the imports", step=0.05, ignoring=(Exception,))
     for _ in range(3):
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.05)
-    _wait(lambda: request(sock, "status")["ok"], 60, "the daemon to come up")
+    wait_until(lambda: request(sock, "status")["ok"], 60, "the daemon to come up", step=0.05,
+               ignoring=(Exception,))  # not up yet
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
