@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool, wait_until
+from conftest import require_tool, start_logged_daemon, wait_until
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call, new_signal
 from jeepney.io.blocking import open_dbus_connection
 
@@ -641,15 +641,6 @@ ROOT = HERE.parent
 WAYLAND = "wayland-vcam-test"  # a Wayland session by name only: the portal is all the backend talks to
 
 
-def start_vcam(config: Path, log: Path, env_changes: dict) -> subprocess.Popen:
-    import os
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # no X: only the portal can deliver keys
-    env.update(env_changes)
-    with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 def vcam_status(sock: Path) -> dict:
     from vcam.control.client import request
     return request(sock, "status")["result"]
@@ -708,7 +699,7 @@ watch_config = false
     portal = fake("--user-trigger", "toggle-pause=LOGO+p")  # the "user" picks Super+P in the dialog
     portal.call("RefuseNextBind", "u", (2,))  # the first attempt is refused
     session = {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus}
-    proc = start_vcam(config, log, {**camera.env(shim), **session})
+    proc = start_logged_daemon(config, log, {**camera.env(shim), **session})
     daemon_guard.append(proc)
 
     camera.wait_writes(10, timeout=60)
@@ -784,7 +775,7 @@ watch_config = false
 """
     config.write_text(body + 'backend = "auto"\n')
     sway = fake("--no-global-shortcuts")
-    proc = start_vcam(config, log, {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus})
+    proc = start_logged_daemon(config, log, {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus})
     daemon_guard.append(proc)
     wait_until(lambda: sock.exists() and vcam_status(sock)["frames_sent"] > 5, 60,
                lambda: f"frames; log:\n{log.read_text()}")

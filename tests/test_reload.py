@@ -13,7 +13,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_path, unwritable_folder, wait_until
+from conftest import require_path, start_logged_daemon, unwritable_folder, wait_until
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
 from vcam.control.client import request
@@ -131,9 +131,7 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
     config.write_text(toml(sections))
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     log = tmp_path / "vcam.log"
-    with open(log, "w") as log_file:
-        daemon = subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"], env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT)
+    daemon = start_logged_daemon(config, log)
     try:
         wait_until(lambda: sock.exists(), 30, "the control socket")
 

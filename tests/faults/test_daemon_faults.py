@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_path, wait_until
+from conftest import require_path, start_logged_daemon, wait_until
 from test_run import FakeCam, write_config
 
 from vcam.control.client import request
@@ -36,14 +36,6 @@ fcntl.fcntl(fd, {F_SETLEASE}, fcntl.F_WRLCK)
 print("held", flush=True)
 time.sleep(120)
 """
-
-
-def _start(config: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    env.pop("DISPLAY", None)
-    with open(log, "w") as out:
-        return subprocess.Popen([*VCAM, "--config", str(config), "run"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
 
 
 def _still(tmp_path: Path, desk_video: Path) -> Path:
@@ -90,7 +82,7 @@ paths = ["{porch}"]
     daemon_guard.append(lease)
     assert lease.stdout.readline().strip() == "held"
     log = tmp_path / "vcam.log"
-    proc = _start(config, log)
+    proc = start_logged_daemon(config, log)
     daemon_guard.append(proc)
     wait_until(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
                ignoring=(Exception,))  # not up yet
@@ -150,7 +142,7 @@ paths = ["{porch}"]
 def test_a_second_instance_is_refused_before_it_opens_anything(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
-    first = _start(config, tmp_path / "first.log", fake.env(shim))
+    first = start_logged_daemon(config, tmp_path / "first.log", fake.env(shim))
     daemon_guard.append(first)
     fake.wait_writes(10, timeout=60)
     sock = Path(os.environ["XDG_RUNTIME_DIR"]) / "vcam.sock"
@@ -173,7 +165,7 @@ def test_a_second_instance_is_refused_before_it_opens_anything(shim, desk_video,
 def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, daemon_guard):
     sock = tmp_path / "vcam.sock"
     config = _null_config(tmp_path, desk_video, sock)
-    proc = _start(config, tmp_path / "vcam.log")
+    proc = start_logged_daemon(config, tmp_path / "vcam.log")
     daemon_guard.append(proc)
 
     def importing() -> bool:  # numpy is mapped: the command's imports (OpenCV, the model) are under way
