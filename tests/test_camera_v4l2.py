@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import holds_open, wait_until
+from control_rig import toml
 from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, write_config
 
 pytestmark = pytest.mark.system  # every test here starts a process with the fake webcam LD_PRELOADed
@@ -191,7 +192,7 @@ def test_doctor_checks_the_webcam(webcam, tmp_path):
     from test_doctor import doctor, lines_about
 
     config = tmp_path / "c.toml"
-    config.write_text(f'[camera]\nsource = "{webcam["node"]}"\n[output]\nsink = "null"\n')
+    config.write_text(toml({"camera": {"source": str(webcam["node"])}, "output": {"sink": "null"}}))
     preload = {k: webcam["env"][k] for k in ("LD_PRELOAD", "FAKE_CAM_DEVICE", "FAKE_CAM_DIR", "FAKE_CAM_SIZE",
                                              "FAKE_CAM_FPS")}
     (camera,) = lines_about(doctor(config, preload).stdout, f"camera {webcam['node']}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
+from control_rig import toml
 
 ROOT = Path(__file__).resolve().parent.parent
 VCAM = [sys.executable, "-m", "vcam"]
@@ -30,7 +31,8 @@ def lines_about(out: str, word: str) -> list[str]:
 @pytest.fixture
 def config(tmp_path, desk_video) -> Path:
     path = tmp_path / "c.toml"
-    path.write_text(f'[camera]\nsource = "{desk_video}"\n[output]\ndevice = "{tmp_path / "video10"}"\n')
+    path.write_text(toml({"camera": {"source": str(desk_video)},
+                          "output": {"device": str(tmp_path / "video10")}}))
     return path
 
 
@@ -73,7 +75,7 @@ def test_doctor_camera_missing_and_x_display_present(tmp_path):
     try:
         time.sleep(0.5)
         cfg = tmp_path / "c.toml"
-        cfg.write_text(f'[camera]\nsource = "{tmp_path / "gone.mp4"}"\n[output]\nsink = "null"\n')
+        cfg.write_text(toml({"camera": {"source": str(tmp_path / "gone.mp4")}, "output": {"sink": "null"}}))
         # Wait until the X server accepts connections (the doctor must see it answer).
         for _ in range(20):
             r = doctor(cfg, {"DISPLAY": display})

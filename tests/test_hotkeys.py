@@ -22,6 +22,7 @@ from control_rig import (
     close_to,
     key_pixels,
     sharpness,
+    toml,
 )
 
 import vcam.control.hotkeys as hotkeys_module
@@ -121,7 +122,7 @@ def test_default_bindings_cover_the_actions():
 ])
 def test_invalid_key_string_is_a_config_error_naming_the_key(tmp_path, capsys, combo, complaint):
     config = tmp_path / "config.toml"
-    config.write_text(f'[hotkeys]\nnext_background = "{combo}"\n')
+    config.write_text(toml({"hotkeys": {"next_background": combo}}))
     with pytest.raises(ConfigError) as err:
         load_settings(config)
     message = str(err.value)
@@ -133,7 +134,7 @@ def test_invalid_key_string_is_a_config_error_naming_the_key(tmp_path, capsys, c
 @pytest.mark.parametrize("combo", ["<ctrl>+<alt>+e", "<alt>+<ctrl>+E"])
 def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, capsys, combo):
     config = tmp_path / "config.toml"
-    config.write_text(f'[hotkeys]\ntoggle_pause = "{combo}"\n')  # next_effect's default combination
+    config.write_text(toml({"hotkeys": {"toggle_pause": combo}}))  # next_effect's default combination
     with pytest.raises(ConfigError) as err:
         load_settings(config)
     message = str(err.value)
@@ -142,7 +143,7 @@ def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, 
     err_text = capsys.readouterr().err
     assert "toggle_pause" in err_text and "Traceback" not in err_text
     # Unbinding the other one makes it valid.
-    config.write_text(f'[hotkeys]\ntoggle_pause = "{combo}"\nnext_effect = ""\n')
+    config.write_text(toml({"hotkeys": {"toggle_pause": combo, "next_effect": ""}}))
     assert bindings(load_settings(config).hotkeys)[combo] == "toggle-pause"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool, start_logged_daemon, wait_until
+from control_rig import toml
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call, new_signal
 from jeepney.io.blocking import open_dbus_connection
 
@@ -625,7 +626,7 @@ def test_vcam_doctor_in_a_sway_like_session(fake, session, tmp_path):
     fake("--no-global-shortcuts")
     import os
     config = tmp_path / "c.toml"
-    config.write_text(f'[camera]\nsource = "{tmp_path / "none.mp4"}"\n[output]\nsink = "null"\n')
+    config.write_text(toml({"camera": {"source": str(tmp_path / "none.mp4")}, "output": {"sink": "null"}}))
     r = subprocess.run([sys.executable, "-m", "vcam", "--config", str(config), "doctor"], cwd=HERE.parent,
                        env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
@@ -676,26 +677,14 @@ def test_vcam_run_takes_the_desktops_shortcuts_end_to_end(shim, desk_video, fake
     assert app_id == APP_ID
     camera = FakeCam(tmp_path)
     sock, log, config = tmp_path / "ctl.sock", tmp_path / "vcam.log", tmp_path / "config.toml"
-    config.write_text(f"""
-[camera]
-source = "{desk_video}"
-[output]
-sink = "virtualcam"
-device = "{camera.device}"
-width = {W}
-height = {H}
-[effect]
-name = "replace"
-background = "#ff00ff"
-[daemon]
-on_demand = false
-[hotkeys]
-backend = "auto"
-next_effect = "<ctrl>+<shift>+e"
-[control]
-socket = "{sock}"
-watch_config = false
-""")
+    config.write_text(toml({
+        "camera": {"source": str(desk_video)},
+        "output": {"sink": "virtualcam", "device": str(camera.device), "width": W, "height": H},
+        "effect": {"name": "replace", "background": "#ff00ff"},
+        "daemon": {"on_demand": False},
+        "hotkeys": {"backend": "auto", "next_effect": "<ctrl>+<shift>+e"},
+        "control": {"socket": str(sock), "watch_config": False},
+    }))
     portal = fake("--user-trigger", "toggle-pause=LOGO+p")  # the "user" picks Super+P in the dialog
     portal.call("RefuseNextBind", "u", (2,))  # the first attempt is refused
     session = {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus}
@@ -759,21 +748,13 @@ def test_vcam_run_without_portal_shortcuts_says_how_to_bind_vcam_ctl_then_a_relo
     """auto in a Wayland session whose portal has no GlobalShortcuts: one line on binding `vcam ctl`; the
     portal appearing and `backend = "portal"` on reload switch to the portal without a restart."""
     sock, log, config = tmp_path / "ctl.sock", tmp_path / "vcam.log", tmp_path / "config.toml"
-    body = f"""
-[camera]
-source = "{desk_video}"
-[output]
-sink = "null"
-width = 480
-height = 270
-[daemon]
-on_demand = false
-[control]
-socket = "{sock}"
-watch_config = false
-[hotkeys]
-"""
-    config.write_text(body + 'backend = "auto"\n')
+    sections = {
+        "camera": {"source": str(desk_video)},
+        "output": {"sink": "null", "width": 480, "height": 270},
+        "daemon": {"on_demand": False},
+        "control": {"socket": str(sock), "watch_config": False},
+    }
+    config.write_text(toml({**sections, "hotkeys": {"backend": "auto"}}))
     sway = fake("--no-global-shortcuts")
     proc = start_logged_daemon(config, log, {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus})
     daemon_guard.append(proc)
@@ -784,7 +765,7 @@ watch_config = false
     sway.kill()
 
     portal = fake()  # a desktop with GlobalShortcuts (say, after an update); the user asks for it
-    config.write_text(body + 'backend = "portal"\n')
+    config.write_text(toml({**sections, "hotkeys": {"backend": "portal"}}))
     reload = subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), "reload"], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert reload.returncode == 0, reload.stderr

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import holds_open, require_tool, wait_until
+from control_rig import toml
 
 ROOT = Path(__file__).resolve().parent.parent
 VCAM = [sys.executable, "-m", "vcam"]
@@ -88,22 +89,12 @@ def video_frames(path: Path, n: int, step: int = 100) -> list[np.ndarray]:
 
 
 def write_config(path: Path, source: Path, device: Path, *, on_demand: bool, fps: int = 30) -> Path:
-    path.write_text(f"""
-[camera]
-source = "{source}"
-[output]
-sink = "virtualcam"
-device = "{device}"
-width = {W}
-height = {H}
-fps = {fps}
-[effect]
-name = "replace"
-background = "#ff00ff"
-[daemon]
-on_demand = {str(on_demand).lower()}
-idle_fps = 5
-""")
+    path.write_text(toml({
+        "camera": {"source": str(source)},
+        "output": {"sink": "virtualcam", "device": str(device), "width": W, "height": H, "fps": fps},
+        "effect": {"name": "replace", "background": "#ff00ff"},
+        "daemon": {"on_demand": on_demand, "idle_fps": 5},
+    }))
     return path
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import require_path, start_logged_daemon, wait_until
+from control_rig import toml
 from test_run import FakeCam, write_config
 
 from vcam.control.client import request
@@ -48,20 +49,16 @@ def _still(tmp_path: Path, desk_video: Path) -> Path:
     return still
 
 
-def _null_config(tmp_path: Path, desk_video: Path, sock: Path, extra: str = "") -> Path:
-    """A config for a daemon on a still picture of the desk video, to the null sink, controlled on `sock`."""
+def _null_config(tmp_path: Path, desk_video: Path, sock: Path, **extra: dict) -> Path:
+    """A config for a daemon on a still picture of the desk video, to the null sink, controlled on `sock`
+    (`extra`: more sections)."""
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-[camera]
-source = "{_still(tmp_path, desk_video)}"
-[output]
-sink = "null"
-width = 320
-height = 180
-[control]
-socket = "{sock}"
-watch_config = false
-{extra}""")
+    config.write_text(toml({
+        "camera": {"source": str(_still(tmp_path, desk_video))},
+        "output": {"sink": "null", "width": 320, "height": 180},
+        "control": {"socket": str(sock), "watch_config": False},
+        **extra,
+    }))
     return config
 
 
@@ -71,12 +68,8 @@ def test_a_background_whose_open_blocks_never_blocks_the_controls_or_shutdown(tm
     slow = tmp_path / "slow.webm"
     shutil.copyfile(require_path("backgrounds", "videos", "backscrub_retrowave.webm"), slow)
     sock = tmp_path / "vcam.sock"
-    config = _null_config(tmp_path, desk_video, sock, f"""
-[daemon]
-on_demand = false
-[backgrounds]
-paths = ["{porch}"]
-""")
+    config = _null_config(tmp_path, desk_video, sock, daemon={"on_demand": False},
+                          backgrounds={"paths": [str(porch)]})
     lease = subprocess.Popen([sys.executable, "-c", LEASE_HOLDER, str(slow)], stdout=subprocess.PIPE,
                              text=True)
     daemon_guard.append(lease)
