@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import holds_open, wait_until
+from conftest import holds_open, psnr, wait_until
 from control_rig import toml
 from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, write_config
 
@@ -75,9 +75,10 @@ settings = load_settings(None, use_user_config=False).replace(
 
 
 def best_match(frame: np.ndarray, reference: list[np.ndarray]) -> tuple[int, float]:
-    errors = [np.mean((frame.astype(np.float64) - r) ** 2) for r in reference]
-    i = int(np.argmin(errors))
-    return i, 10 * np.log10(255.0 ** 2 / max(errors[i], 1e-9))
+    """(index, PSNR) of the reference frame closest to `frame`."""
+    scores = [psnr(frame, r) for r in reference]
+    i = int(np.argmax(scores))
+    return i, scores[i]
 
 
 def test_webcam_mjpg_is_read_as_jpeg_and_decoded_by_vcam(webcam):

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import psnr, wait_until
 
 from vcam.commands.bench import prepare_clip
 from vcam.config import load_settings
@@ -36,11 +36,6 @@ def opencv_frames(path: Path) -> list[np.ndarray]:
         if not ok:
             return frames
         frames.append(frame)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-9))
 
 
 def test_mjpg_clip_is_decoded_by_vcam_like_opencv_and_loops(mjpg_clip):
