@@ -152,12 +152,16 @@ def test_a_failing_frame_never_stops_the_pipeline(tmp_path, desk_video, caplog):
     with Pipeline(s, holder) as p:
         wait_until(lambda: p.frames_processed > 5, 10, "frames")
         holder.update(lambda st: st.with_changes(look=good.with_changes(effect="no-such-effect")))
-        time.sleep(0.5)
+
+        def failed() -> int:
+            return sum("frame failed" in r.getMessage() for r in caplog.records)
+
+        wait_until(failed, 5, "the first frame with the broken look to fail")
         n0, k0 = p.frames_sent, p.frames_processed
-        time.sleep(0.5)
-        assert p.frames_processed == k0  # every frame fails in the compositor...
-        assert p.frames_sent > n0  # ...but the device keeps getting frames
-        assert "frame failed" in caplog.text
+        # a stage logs its first five failures: three more frames failing, and frames still sent
+        wait_until(lambda: failed() >= 4 and p.frames_sent > n0 + 3, 5,
+                   lambda: f"more failures and sends; {failed()} failed, {p.frames_sent - n0} sent")
+        assert p.frames_processed == k0  # every frame fails before it is composited...
         holder.update(lambda st: st.with_changes(look=good))
         wait_until(lambda: p.frames_processed > k0 + 10, 3, "recovery")
         assert p.status()["camera"] == "ok"
@@ -231,6 +235,7 @@ class _SlowCamera(CameraSource):
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self.slow = threading.Event()
+        self.in_slow_read = threading.Event()
         self.reading = False
         self.closed_while_reading = False
 
@@ -238,6 +243,7 @@ class _SlowCamera(CameraSource):
         self.reading = True
         try:
             if self.slow.is_set():
+                self.in_slow_read.set()
                 time.sleep(2.0)
             return super().read(buffer)
         finally:
@@ -257,14 +263,13 @@ def test_capture_stop_never_closes_under_a_read_and_a_stopped_thread_publishes_n
     capture.start()
     wait_until(lambda: slot.take(0.1) is not None, 10, "frames")
     source.slow.set()
-    wait_until(lambda: source.reading, 2, "a read in progress")
-    time.sleep(0.05)
+    wait_until(source.in_slow_read.is_set, 2, "a slow read in progress")
     closed = capture.stop(timeout=0.1)
     assert source.reading  # stop() returned while the 2 s read goes on: shutdown never waits it out
     assert not closed and not source.closed_while_reading
     slot.clear()
     wait_until(lambda: not source.reading, 5, "the read to return")
-    time.sleep(0.2)  # the thread's way out after the read
+    wait_until(lambda: not source.is_open, 2, "the thread's way out: it closes its source last")
     assert slot.take(0) is None  # nothing published after stop() (nothing else takes from this slot)
     assert not source.reading and not source.is_open  # the thread closed its own source on the way out
     assert not source.closed_while_reading
