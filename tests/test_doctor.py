@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import require_tool, wait_until
 from control_rig import toml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,16 +72,15 @@ def test_doctor_camera_missing_and_x_display_present(tmp_path):
     display = ":87"
     server = subprocess.Popen([xvfb, display, "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
         cfg = tmp_path / "c.toml"
         cfg.write_text(toml({"camera": {"source": str(tmp_path / "gone.mp4")}, "output": {"sink": "null"}}))
-        # Wait until the X server accepts connections (the doctor must see it answer).
-        for _ in range(20):
-            r = doctor(cfg, {"DISPLAY": display})
-            if "ok   X display" in r.stdout:
-                break
-            time.sleep(0.25)
-        out = r.stdout
+
+        def x_answers() -> str | None:  # the X server accepts connections: the doctor must see it answer
+            out = doctor(cfg, {"DISPLAY": display}).stdout
+            return out if "ok   X display" in out else None
+
+        out = wait_until(x_answers, 30, lambda: f"the X server in the doctor's report:\n"
+                                                f"{doctor(cfg, {'DISPLAY': display}).stdout}", step=0.25)
         assert f"ok   X display {display}" in out
         (camera,) = [line for line in out.splitlines() if line.startswith(("ok   camera", "FIX  camera"))]
         assert camera.startswith("FIX") and "gone.mp4" in camera and "not found" in camera
