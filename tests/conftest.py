@@ -20,11 +20,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import pytest
 
-from vcam.testdata import testdata_path
+from vcam.testdata import PROJECT_ROOT, testdata_path
+
+T = TypeVar("T")
 
 pytest_plugins = ["control_rig"]
 
@@ -53,6 +61,44 @@ def require_tool(name: str) -> str:
     return found
 
 
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0,
+               what: str | Callable[[], object] = "the condition", step: float = 0.02,
+               ignoring: tuple[type[BaseException], ...] = ()) -> T:
+    """predicate()'s first true value, asked every `step` s, or fail after `timeout` s naming `what` (a
+    callable is asked then, to show the state at the time): tests wait for a state, never a guessed delay.
+
+    `ignoring`: exceptions that mean "not yet" (a daemon whose socket is not up), asked again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except ignoring:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {described}")
+        time.sleep(step)
+
+
+def start_logged_daemon(config: Path, log: Path, env_changes: dict | None = None) -> subprocess.Popen:
+    """`vcam --config CONFIG run` from this checkout, its output in `log` (read when a test fails), and no
+    X display: keys reach it only through what the test sets up, never the desktop's X server."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env.update(PYTHONPATH=str(PROJECT_ROOT), **(env_changes or {}))
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"],
+                                cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two 8-bit pictures in dB: "the same picture within a codec's loss" as
+    a number (identical pictures: about 138 dB, not infinity)."""
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-9)))
+
+
 def holds_open(pid: int, path: Path) -> bool:
     """Does process `pid` have `path` open? (The real check that a camera was released.)"""
     target = os.stat(path)
@@ -68,8 +114,6 @@ def holds_open(pid: int, path: Path) -> bool:
 
 def build_preload(source: str, tmp_path_factory) -> Path:
     """tests/fake_v4l2/`source` compiled with the real gcc into an LD_PRELOAD library."""
-    import subprocess
-
     gcc = require_tool("gcc")
     out = tmp_path_factory.mktemp("preload") / (Path(source).stem + ".so")
     subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out),
@@ -185,8 +229,6 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @contextlib.contextmanager
 def unwritable_folder(path: Path):
     """A folder nobody can create files in: a read-only tmpfs as root (root ignores modes), else mode 0500."""
-    import subprocess
-
     path.mkdir()
     if os.geteuid() == 0:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], check=True)
@@ -230,9 +272,6 @@ def mp4_with_display_rotation(image, path: Path, frames: int = 8) -> None:
 def other_user_prefix(uid: int = 65534) -> list[str]:
     """setpriv's command prefix to run a process as another user, or skip: that needs root, and a Python
     the other user can run (pyenv's builds under /root load their libpython from where only root reads)."""
-    import subprocess
-    import sys
-
     if os.geteuid() != 0:
         pytest.skip("needs root to run a process as another user (CI runs as root)")
     prefix = [require_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import mp4_with_display_rotation
+from control_rig import toml
 
 pytestmark = pytest.mark.system  # every test here starts `vcam apply` (python -m vcam)
 
@@ -50,6 +51,19 @@ def test_replace_image_with_colour(tmp_path, portrait):
     close = (np.abs(image[bg].astype(int) - (255, 0, 0)).max(axis=1) <= 3).mean()
     assert close >= 0.95, f"only {close:.1%} of the clearly-background pixels are the colour"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"], "no temporary files left behind"
+
+
+def test_blank_configured_background_is_the_white_default(tmp_path, portrait):
+    """[effect] background = " " names no background, like "": replace shows the default white instead of
+    failing to load a file named " "."""
+    config = tmp_path / "c.toml"
+    config.write_text(toml({"effect": {"background": "  "}}))
+    out = tmp_path / "out.png"
+    proc = vcam("--config", config, "apply", portrait[0], out, "--effect", "replace")
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(out))
+    close = (np.abs(image[background_region(portrait[1])].astype(int) - 255).max(axis=1) <= 3).mean()
+    assert close >= 0.95, f"only {close:.1%} of the clearly-background pixels are white"
 
 
 def test_transparent_png_has_matte_alpha(tmp_path, portrait):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +84,34 @@ def test_bench_measures_the_still_clip_beside_the_moving_one(desk_video):
     moving, sitting = rows
     assert moving["model_share"] > 0.9
     assert sitting["model_share"] < moving["model_share"]
+
+
+def _flat_clip(path: Path, grey: int) -> Path:
+    """A three-frame MJPG clip of one flat grey: a source whose prepared clip is easy to recognise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), grey, np.uint8))
+    writer.release()
+    return path
+
+
+def _first_frame_grey(path: Path) -> int:
+    ok, frame = cv2.VideoCapture(str(path)).read()
+    assert ok, path
+    return round(float(frame.mean()))
+
+
+def test_sources_with_one_file_name_keep_their_own_prepared_clips(tmp_path):
+    """--video and --still-video may share a file name in different folders: each keeps its own prepared
+    clip (they were both named <stem>_<size>.avi, so the second overwrote the first's)."""
+    from vcam.commands.bench import prepare_clip
+
+    dark = _flat_clip(tmp_path / "moving" / "clip.avi", 30)
+    light = _flat_clip(tmp_path / "sitting" / "clip.avi", 220)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    dark_clip = prepare_clip(dark, (64, 48), 10, prepared)
+    light_clip = prepare_clip(light, (64, 48), 10, prepared)
+    assert _first_frame_grey(dark_clip) == pytest.approx(30, abs=3)
+    assert _first_frame_grey(light_clip) == pytest.approx(220, abs=3)

@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import holds_open
-from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, wait_for, write_config
+from conftest import holds_open, psnr, wait_until
+from control_rig import toml
+from test_run import MAGENTA_BGR, FakeCam, corners_are, start_daemon, stop_daemon, write_config
 
 pytestmark = pytest.mark.system  # every test here starts a process with the fake webcam LD_PRELOADed
 
@@ -74,9 +75,10 @@ settings = load_settings(None, use_user_config=False).replace(
 
 
 def best_match(frame: np.ndarray, reference: list[np.ndarray]) -> tuple[int, float]:
-    errors = [np.mean((frame.astype(np.float64) - r) ** 2) for r in reference]
-    i = int(np.argmin(errors))
-    return i, 10 * np.log10(255.0 ** 2 / max(errors[i], 1e-9))
+    """(index, PSNR) of the reference frame closest to `frame`."""
+    scores = [psnr(frame, r) for r in reference]
+    i = int(np.argmax(scores))
+    return i, scores[i]
 
 
 def test_webcam_mjpg_is_read_as_jpeg_and_decoded_by_vcam(webcam):
@@ -176,9 +178,9 @@ def test_daemon_on_the_webcam_opens_it_only_for_a_reader(webcam, camera_lib, shi
     out.wait_writes(5, 30)  # the idle placeholder keeps the device listed
     assert not holds_open(proc.pid, webcam["node"]), "no reader: the webcam stays closed"
     with open(out.device, "rb"):  # a call app opens the virtual camera
-        wait_for(lambda: holds_open(proc.pid, webcam["node"]), 3, "webcam opened for the reader")
-        wait_for(lambda: corners_are(out.frame(), MAGENTA_BGR), 5, "the composited picture")
-    wait_for(lambda: not holds_open(proc.pid, webcam["node"]), 6, "webcam released after the reader left")
+        wait_until(lambda: holds_open(proc.pid, webcam["node"]), 3, "webcam opened for the reader")
+        wait_until(lambda: corners_are(out.frame(), MAGENTA_BGR), 5, "the composited picture")
+    wait_until(lambda: not holds_open(proc.pid, webcam["node"]), 6, "webcam released after the reader left")
     elapsed, rc, log = stop_daemon(proc)
     assert rc == 0 and elapsed < 1.0, log[-2000:]
     assert f"granted {W}x{H}@30 MJPG (decoded by vcam)" in log
@@ -191,7 +193,7 @@ def test_doctor_checks_the_webcam(webcam, tmp_path):
     from test_doctor import doctor, lines_about
 
     config = tmp_path / "c.toml"
-    config.write_text(f'[camera]\nsource = "{webcam["node"]}"\n[output]\nsink = "null"\n')
+    config.write_text(toml({"camera": {"source": str(webcam["node"])}, "output": {"sink": "null"}}))
     preload = {k: webcam["env"][k] for k in ("LD_PRELOAD", "FAKE_CAM_DEVICE", "FAKE_CAM_DIR", "FAKE_CAM_SIZE",
                                              "FAKE_CAM_FPS")}
     (camera,) = lines_about(doctor(config, preload).stdout, f"camera {webcam['node']}")

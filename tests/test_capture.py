@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import psnr, wait_until
 
 from vcam.commands.bench import prepare_clip
 from vcam.config import load_settings
@@ -35,11 +36,6 @@ def opencv_frames(path: Path) -> list[np.ndarray]:
         if not ok:
             return frames
         frames.append(frame)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-9))
 
 
 def test_mjpg_clip_is_decoded_by_vcam_like_opencv_and_loops(mjpg_clip):
@@ -159,10 +155,7 @@ def test_each_opening_of_the_camera_stamps_its_frames_with_a_new_run(mjpg_clip, 
         first = next_frame()
         assert first.run > 0 and next_frame().run == first.run
         camera.rename(tmp_path / "unplugged.avi")  # the camera goes away ...
-        deadline = time.monotonic() + 5
-        while capture.state != "unavailable" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert capture.state == "unavailable"
+        wait_until(lambda: capture.state == "unavailable", 5, "the capture to see it gone")
         (tmp_path / "unplugged.avi").rename(camera)  # ... and comes back
         slot.clear()
         after = next_frame()

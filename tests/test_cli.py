@@ -75,9 +75,7 @@ def test_vcam_ctl_imports_neither_opencv_nor_numpy(tmp_path):
 @pytest.mark.system
 def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, daemon_guard):
     """`vcam ctl status | head -1`: the reader has left before vcam writes; vcam exits quietly."""
-    import time
-
-    from conftest import require_path
+    from conftest import require_path, wait_until
 
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
     clip = require_path("videos", "outdoor_sitting_640x360.mp4")
@@ -85,10 +83,12 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, daemon_guard):
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     daemon_guard.append(daemon)
     ctl = [sys.executable, "-m", "vcam", "ctl", "status"]
-    deadline = time.monotonic() + 30
-    while subprocess.run(ctl, env=env, capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline and daemon.poll() is None, "the daemon did not answer"
-        time.sleep(0.2)
+
+    def answers() -> bool:
+        assert daemon.poll() is None, "the daemon ended"
+        return subprocess.run(ctl, env=env, capture_output=True).returncode == 0
+
+    wait_until(answers, 30, "the daemon to answer", step=0.2)
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:

@@ -8,16 +8,11 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_path
+from conftest import psnr, require_path
 
 from vcam.compositing import clip as clip_module
 from vcam.compositing.backgrounds import VideoBackground, cover_resize
 from vcam.frames import i420, turbojpeg
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def clip_frames(path, size) -> list[np.ndarray]:

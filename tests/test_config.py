@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from control_rig import toml
 
 from vcam.config import DEFAULT_CONFIG, ConfigError, load_settings, user_config_path
 
@@ -38,6 +39,20 @@ def test_explicit_config_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[matte]\nthreshold = 0.6\n")
     assert load_settings(path).matte.threshold == 0.6
+
+
+def test_a_blank_effect_background_means_none_configured(tmp_path):
+    """[effect] background = " " is no background, like "": the configured look is replace with nothing
+    loaded yet (the library supplies it), not a load of the file named " " that fails."""
+    from vcam.compositing.look import look_from_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text(toml({"effect": {"name": "replace", "background": " \t "}}))
+    settings = load_settings(path)
+    assert settings.effect.background == " \t "  # the value as written: only its reading is blank
+    look = look_from_settings(settings)
+    assert look.effect == "replace" and look.background is None
+    assert settings.effect.configured_background == ""
 
 
 @pytest.mark.parametrize("body,words", [

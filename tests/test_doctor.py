@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import require_tool, wait_until
+from control_rig import toml
 
 ROOT = Path(__file__).resolve().parent.parent
 VCAM = [sys.executable, "-m", "vcam"]
@@ -30,7 +30,8 @@ def lines_about(out: str, word: str) -> list[str]:
 @pytest.fixture
 def config(tmp_path, desk_video) -> Path:
     path = tmp_path / "c.toml"
-    path.write_text(f'[camera]\nsource = "{desk_video}"\n[output]\ndevice = "{tmp_path / "video10"}"\n')
+    path.write_text(toml({"camera": {"source": str(desk_video)},
+                          "output": {"device": str(tmp_path / "video10")}}))
     return path
 
 
@@ -71,16 +72,15 @@ def test_doctor_camera_missing_and_x_display_present(tmp_path):
     display = ":87"
     server = subprocess.Popen([xvfb, display, "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
         cfg = tmp_path / "c.toml"
-        cfg.write_text(f'[camera]\nsource = "{tmp_path / "gone.mp4"}"\n[output]\nsink = "null"\n')
-        # Wait until the X server accepts connections (the doctor must see it answer).
-        for _ in range(20):
-            r = doctor(cfg, {"DISPLAY": display})
-            if "ok   X display" in r.stdout:
-                break
-            time.sleep(0.25)
-        out = r.stdout
+        cfg.write_text(toml({"camera": {"source": str(tmp_path / "gone.mp4")}, "output": {"sink": "null"}}))
+
+        def x_answers() -> str | None:  # the X server accepts connections: the doctor must see it answer
+            out = doctor(cfg, {"DISPLAY": display}).stdout
+            return out if "ok   X display" in out else None
+
+        out = wait_until(x_answers, 30, lambda: f"the X server in the doctor's report:\n"
+                                                f"{doctor(cfg, {'DISPLAY': display}).stdout}", step=0.25)
         assert f"ok   X display {display}" in out
         (camera,) = [line for line in out.splitlines() if line.startswith(("ok   camera", "FIX  camera"))]
         assert camera.startswith("FIX") and "gone.mp4" in camera and "not found" in camera

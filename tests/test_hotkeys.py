@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_tool
+from conftest import require_tool, wait_until
 from control_rig import (
     KEY_SENT,
     SIZE,
@@ -22,6 +22,7 @@ from control_rig import (
     close_to,
     key_pixels,
     sharpness,
+    toml,
 )
 
 import vcam.control.hotkeys as hotkeys_module
@@ -45,10 +46,12 @@ def _start_xvfb(number: int | None = None) -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen([xvfb, f":{number}", "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         display = f":{number}"
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{number}").exists():
-            assert time.monotonic() < deadline and proc.poll() is None, "Xvfb did not start"
-            time.sleep(0.05)
+
+        def listening() -> bool:
+            assert proc.poll() is None, "Xvfb ended"
+            return Path(f"/tmp/.X11-unix/X{number}").exists()
+
+        wait_until(listening, 10, "Xvfb to start", step=0.05)
         return proc, display
     r, w = os.pipe()
     proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-nolisten", "tcp"], pass_fds=(w,),
@@ -119,7 +122,7 @@ def test_default_bindings_cover_the_actions():
 ])
 def test_invalid_key_string_is_a_config_error_naming_the_key(tmp_path, capsys, combo, complaint):
     config = tmp_path / "config.toml"
-    config.write_text(f'[hotkeys]\nnext_background = "{combo}"\n')
+    config.write_text(toml({"hotkeys": {"next_background": combo}}))
     with pytest.raises(ConfigError) as err:
         load_settings(config)
     message = str(err.value)
@@ -131,7 +134,7 @@ def test_invalid_key_string_is_a_config_error_naming_the_key(tmp_path, capsys, c
 @pytest.mark.parametrize("combo", ["<ctrl>+<alt>+e", "<alt>+<ctrl>+E"])
 def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, capsys, combo):
     config = tmp_path / "config.toml"
-    config.write_text(f'[hotkeys]\ntoggle_pause = "{combo}"\n')  # next_effect's default combination
+    config.write_text(toml({"hotkeys": {"toggle_pause": combo}}))  # next_effect's default combination
     with pytest.raises(ConfigError) as err:
         load_settings(config)
     message = str(err.value)
@@ -140,7 +143,7 @@ def test_two_actions_on_one_combination_is_a_config_error_naming_both(tmp_path, 
     err_text = capsys.readouterr().err
     assert "toggle_pause" in err_text and "Traceback" not in err_text
     # Unbinding the other one makes it valid.
-    config.write_text(f'[hotkeys]\ntoggle_pause = "{combo}"\nnext_effect = ""\n')
+    config.write_text(toml({"hotkeys": {"toggle_pause": combo, "next_effect": ""}}))
     assert bindings(load_settings(config).hotkeys)[combo] == "toggle-pause"
 
 
@@ -225,12 +228,9 @@ def test_a_raising_action_is_logged_and_the_listener_keeps_running(xdisplay, mon
         assert service.wait_active(10), service.state
         with caplog.at_level(logging.WARNING, logger="vcam.control.hotkeys"):
             _press(xdisplay, "ctrl+alt+e")
-            deadline = time.monotonic() + 5
-            while not calls and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: calls, 5, "the first key's action")
             _press(xdisplay, "ctrl+alt+b")
-            while len(calls) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: len(calls) >= 2, 5, "the second key's action")
         assert calls == ["next-effect", "next-background"]
         assert "hotkey action next-effect failed: the action broke" in caplog.text
         assert service.state.startswith("active")
@@ -259,21 +259,15 @@ def test_no_display_then_display_appears_then_vanishes(monkeypatch, caplog):
             proc, _ = _start_xvfb(number)  # the session starts: hotkeys come up by themselves
             assert service.wait_active(10), service.state
             _press(display, "ctrl+alt+p")
-            deadline = time.monotonic() + 5
-            while not calls and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: calls, 5, "the key's action")
             assert calls == ["toggle-pause"]
 
             _stop(proc)  # the X server goes away ...
-            deadline = time.monotonic() + 5
-            while service.state.startswith("active") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not service.state.startswith("active")
+            wait_until(lambda: not service.state.startswith("active"), 5, "the listener to notice")
             proc, _ = _start_xvfb(number)  # ... and comes back: the listener is recreated
             assert service.wait_active(10), service.state
             _press(display, "ctrl+alt+m")
-            while len(calls) < 2 and time.monotonic() < deadline + 5:
-                time.sleep(0.02)
+            wait_until(lambda: len(calls) >= 2, 10, "the key's action on the new listener")
             assert calls == ["toggle-pause", "toggle-mirror"]
             assert "lost the X display" in caplog.text
         finally:
@@ -304,19 +298,15 @@ def test_changed_hotkeys_rebuild_the_listener(xdisplay, monkeypatch):
     try:
         assert service.wait_active(10), service.state
         service.update(settings.replace("hotkeys", next_effect="<ctrl>+<shift>+<f9>").hotkeys)
-        deadline = time.monotonic() + 10
-        while "<ctrl>+<shift>+<f9> next-effect" not in service.state and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.state.startswith("active") and "<ctrl>+<shift>+<f9>" in service.state
+        wait_until(lambda: "<ctrl>+<shift>+<f9> next-effect" in service.state, 10,
+                   lambda: f"the new combination; state {service.state}")
+        assert service.state.startswith("active")
         _press(xdisplay, "ctrl+alt+e", "ctrl+shift+F9")
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: calls, 10, "the new combination's action")
         time.sleep(0.3)
         assert calls == ["next-effect"] and service.fired == 1
         service.update(settings.replace("hotkeys", enabled=False).hotkeys)
-        while not service.state.startswith("off") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.state.startswith("off")
+        wait_until(lambda: service.state.startswith("off"), 10, lambda: f"off; state {service.state}")
         _press(xdisplay, "ctrl+shift+F9")
         time.sleep(0.3)
         assert service.fired == 1

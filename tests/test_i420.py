@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import psnr
 
 from vcam.compositing.backgrounds import ColorBackground, ImageBackground, cover_resize
 from vcam.compositing.compositor_bgr import BGRCompositor
@@ -36,11 +37,6 @@ MIN_PSNR = 40.0
 # I420 compositor vs the BGR one "as sent": measured 0.05-0.36 grey levels mean over the frame (7
 # portraits, every effect; blur is the largest), 0.0 for "none".
 MAX_COMPOSITE_DIFF = 1.0
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-9))
 
 
 def mean_diff(a: np.ndarray, b: np.ndarray) -> float:

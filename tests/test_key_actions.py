@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from conftest import wait_until
+
 from vcam.control.key_actions import KeyActions
 
 
@@ -26,8 +28,7 @@ def test_a_pause_pressed_behind_a_slow_switch_runs_at_once():
         assert paused.wait(2), "the pause waited behind the switch"
         assert ran == ["toggle-pause"]  # the switch and the effect after it still wait, in order
         release.set()
-        deadline = threading.Event()
-        deadline.wait(0.5)
+        wait_until(lambda: len(ran) == 3, 5, lambda: f"the switch and the effect to run; ran {ran}")
         assert ran == ["toggle-pause", "next-background", "next-effect"]
     finally:
         release.set()

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import holds_open
+from conftest import holds_open, wait_until
 
 from vcam.compositing.look import look_from_settings
 from vcam.config import load_settings
@@ -24,13 +24,6 @@ from vcam.live.capture import CameraSource, CaptureThread
 from vcam.live.pipeline import Pipeline
 from vcam.live.slot import OneSlot
 from vcam.live.state import LiveState, LiveStateHolder
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def make_settings(tmp_path: Path, source: Path, **output):
@@ -54,10 +47,10 @@ def copied_camera(tmp_path: Path, desk_video: Path):
 def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
     source, s, holder = copied_camera(tmp_path, desk_video)
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 10, 10, "live frames")
+        wait_until(lambda: p.status()["camera"] == "ok" and p.frames_sent > 10, 10, "live frames")
         assert holds_open(os.getpid(), source)
         holder.update(lambda st: st.with_changes(paused=True))
-        wait_for(lambda: p.status()["camera"] == "released" and not holds_open(os.getpid(), source), 1.5,
+        wait_until(lambda: p.status()["camera"] == "released" and not holds_open(os.getpid(), source), 1.5,
                  "release")
         n0 = p.frames_sent
         time.sleep(1.0)
@@ -66,7 +59,7 @@ def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
         st = p.status()
         assert st["paused"] is True and st["camera"] == "released"
         holder.update(lambda st: st.with_changes(paused=False))
-        wait_for(lambda: p.status()["camera"] == "ok" and holds_open(os.getpid(), source), 2, "camera back")
+        wait_until(lambda: p.status()["camera"] == "ok" and holds_open(os.getpid(), source), 2, "camera back")
         n1 = p.frames_sent
         time.sleep(1.0)
         assert p.frames_sent - n1 >= 18  # live rate again
@@ -80,11 +73,11 @@ def test_pause_releases_the_camera_and_keeps_sending(tmp_path, desk_video):
 def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_path, desk_video):
     source, s, holder = copied_camera(tmp_path, desk_video)
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_sent > 5, 10, "frames")
+        wait_until(lambda: p.frames_sent > 5, 10, "frames")
         # [output] changed: new size, same camera (still open, never released).
         p.reconfigure(s.replace("output", width=640, height=360))
         assert p.status()["size"] == [640, 360] and p.settings.output.width == 640
-        wait_for(lambda: p.stats.ms["composite"] and p.compositor._compositor._hw == (360, 640), 3,
+        wait_until(lambda: p.stats.ms["composite"] and p.compositor._compositor._hw == (360, 640), 3,
                  "new size")
         # A bad [camera] is refused; the old camera keeps running.
         bad = p.settings.replace("camera", source=str(tmp_path / "missing.mp4"))
@@ -92,7 +85,7 @@ def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_pat
             p.reconfigure(bad)
         assert p.settings.camera.source == str(source)
         n0 = p.frames_sent
-        wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > n0 + 10, 3, "old camera running")
+        wait_until(lambda: p.status()["camera"] == "ok" and p.frames_sent > n0 + 10, 3, "old camera running")
         # [matte] is live state: reconfigure leaves it to the caller (reload swaps it in together with
         # the effect, tests/test_reload.py), so no frame gets half of a change.
         before = holder.get()
@@ -116,16 +109,17 @@ def test_pause_releases_the_camera_while_the_output_is_stuck_in_a_send(tmp_path,
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sinks.SINKS, "null", SlowSink)
         with Pipeline(s, holder) as p:
-            wait_for(lambda: p.status()["camera"] == "ok" and p.frames_sent > 5, 10, "live frames")
+            wait_until(lambda: p.status()["camera"] == "ok" and p.frames_sent > 5, 10, "live frames")
             slow.set()
             assert entered.wait(2), "the output thread never sent"
             t0 = time.monotonic()
             holder.update(lambda st: st.with_changes(paused=True))
-            wait_for(lambda: not holds_open(os.getpid(), source), 1.0, "the camera released during the send")
+            wait_until(lambda: not holds_open(os.getpid(), source), 1.0,
+                       "the camera released during the send")
             assert time.monotonic() - t0 < 1.0 and p.status()["camera"] == "released"
             slow.clear()
             n0 = p.frames_sent
-            wait_for(lambda: p.frames_sent > n0 + 1, 3, "the slow send over, placeholders going out")
+            wait_until(lambda: p.frames_sent > n0 + 1, 3, "the slow send over, placeholders going out")
             assert p.status()["paused"] is True
 
 
@@ -134,10 +128,10 @@ def test_file_sink_mirror_and_effect(tmp_path, portraits):
     s = make_settings(tmp_path, image, sink="file")
     holder = LiveStateHolder(LiveState(look=look_from_settings(s), mirror=False))
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_sent >= 20, 10, "plain frames")
+        wait_until(lambda: p.frames_sent >= 20, 10, "plain frames")
         holder.update(lambda st: st.with_changes(mirror=True))
         n0 = p.frames_sent
-        wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
+        wait_until(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
         assert not (tmp_path / "o.mp4").exists()  # written to a temporary file until closed
     frames = _decode_all(tmp_path / "o.mp4")
     src = cv2.imread(str(image))
@@ -156,16 +150,20 @@ def test_a_failing_frame_never_stops_the_pipeline(tmp_path, desk_video, caplog):
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     good = holder.get().look
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_processed > 5, 10, "frames")
+        wait_until(lambda: p.frames_processed > 5, 10, "frames")
         holder.update(lambda st: st.with_changes(look=good.with_changes(effect="no-such-effect")))
-        time.sleep(0.5)
+
+        def failed() -> int:
+            return sum("frame failed" in r.getMessage() for r in caplog.records)
+
+        wait_until(failed, 5, "the first frame with the broken look to fail")
         n0, k0 = p.frames_sent, p.frames_processed
-        time.sleep(0.5)
-        assert p.frames_processed == k0  # every frame fails in the compositor...
-        assert p.frames_sent > n0  # ...but the device keeps getting frames
-        assert "frame failed" in caplog.text
+        # a stage logs its first five failures: three more frames failing, and frames still sent
+        wait_until(lambda: failed() >= 4 and p.frames_sent > n0 + 3, 5,
+                   lambda: f"more failures and sends; {failed()} failed, {p.frames_sent - n0} sent")
+        assert p.frames_processed == k0  # every frame fails before it is composited...
         holder.update(lambda st: st.with_changes(look=good))
-        wait_for(lambda: p.frames_processed > k0 + 10, 3, "recovery")
+        wait_until(lambda: p.frames_processed > k0 + 10, 3, "recovery")
         assert p.status()["camera"] == "ok"
 
 
@@ -188,14 +186,14 @@ def test_a_mirror_only_reload_does_not_reopen_the_output(tmp_path, portraits):
     s = make_settings(tmp_path, image, sink="file")
     holder = LiveStateHolder(LiveState(look=look_from_settings(s), mirror=False))
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_sent >= 20, 10, "plain frames")
+        wait_until(lambda: p.frames_sent >= 20, 10, "plain frames")
         sink = p.output.sink
         mirrored = s.replace("output", mirror=True)
         p.reconfigure(mirrored)  # what a reload does; the reload applies mirror to the holder
         holder.update(lambda st: st.with_changes(mirror=True))
         assert p.output.sink is sink and p.settings.output.mirror is True
         n0 = p.frames_sent
-        wait_for(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
+        wait_until(lambda: p.frames_sent >= n0 + 20, 5, "mirrored frames")
         n_total = p.frames_sent
     frames = _decode_all(tmp_path / "o.mp4")
     # one recording
@@ -210,7 +208,7 @@ def test_a_failed_reload_applies_nothing(tmp_path, desk_video):
     s = make_settings(tmp_path, desk_video, width=320, height=180)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_processed > 5, 10, "frames")
+        wait_until(lambda: p.frames_processed > 5, 10, "frames")
         engine, sink = p.segmenter.engine, p.output.sink
         bad = s.replace("segmentation", interval=2).replace(
             "output", sink="virtualcam", device=str(tmp_path / "no-such-video10"))
@@ -218,7 +216,7 @@ def test_a_failed_reload_applies_nothing(tmp_path, desk_video):
             p.reconfigure(bad)
         assert p.settings is s and p.segmenter.pending_engine is None
         k0, n0 = p.frames_processed, p.frames_sent
-        wait_for(lambda: p.frames_processed > k0 + 5 and p.frames_sent > n0 + 5, 3,
+        wait_until(lambda: p.frames_processed > k0 + 5 and p.frames_sent > n0 + 5, 3,
                  "frames after the refusal")
         assert p.segmenter.engine is engine  # the old engine, not the refused reload's
         assert (p.output.sink is not None and p.output.sink.settings.sink == "null"
@@ -237,6 +235,7 @@ class _SlowCamera(CameraSource):
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self.slow = threading.Event()
+        self.in_slow_read = threading.Event()
         self.reading = False
         self.closed_while_reading = False
 
@@ -244,6 +243,7 @@ class _SlowCamera(CameraSource):
         self.reading = True
         try:
             if self.slow.is_set():
+                self.in_slow_read.set()
                 time.sleep(2.0)
             return super().read(buffer)
         finally:
@@ -261,16 +261,15 @@ def test_capture_stop_never_closes_under_a_read_and_a_stopped_thread_publishes_n
     slot = OneSlot()
     capture = CaptureThread(source, slot)
     capture.start()
-    wait_for(lambda: slot.take(0.1) is not None, 10, "frames")
+    wait_until(lambda: slot.take(0.1) is not None, 10, "frames")
     source.slow.set()
-    wait_for(lambda: source.reading, 2, "a read in progress")
-    time.sleep(0.05)
+    wait_until(source.in_slow_read.is_set, 2, "a slow read in progress")
     closed = capture.stop(timeout=0.1)
     assert source.reading  # stop() returned while the 2 s read goes on: shutdown never waits it out
     assert not closed and not source.closed_while_reading
     slot.clear()
-    wait_for(lambda: not source.reading, 5, "the read to return")
-    time.sleep(0.2)  # the thread's way out after the read
+    wait_until(lambda: not source.reading, 5, "the read to return")
+    wait_until(lambda: not source.is_open, 2, "the thread's way out: it closes its source last")
     assert slot.take(0) is None  # nothing published after stop() (nothing else takes from this slot)
     assert not source.reading and not source.is_open  # the thread closed its own source on the way out
     assert not source.closed_while_reading
@@ -282,18 +281,18 @@ def test_segmentation_reloads_while_paused_leave_no_engine_open(tmp_path, desk_v
     s = make_settings(tmp_path, desk_video, width=320, height=180)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        wait_until(lambda: p.frames_processed > 3, 10, "frames")
         holder.update(lambda st: st.with_changes(paused=True))
-        wait_for(lambda: p.status()["camera"] == "released", 2, "pause")
+        wait_until(lambda: p.status()["camera"] == "released", 2, "pause")
         p.reconfigure(p.settings.replace("segmentation", model="landscape"))
         first = p.segmenter.pending_engine
         p.reconfigure(p.settings.replace("segmentation", model="general", interval=2))
         second = p.segmenter.pending_engine
         assert first is not second and first.segmenter._interp is None, "the unused engine was closed"
         holder.update(lambda st: st.with_changes(paused=False))
-        wait_for(lambda: p.segmenter.engine is second, 3, "the latest engine swapped in")
+        wait_until(lambda: p.segmenter.engine is second, 3, "the latest engine swapped in")
         k0 = p.frames_processed
-        wait_for(lambda: p.frames_processed > k0 + 5, 3, "frames with the new engine")
+        wait_until(lambda: p.frames_processed > k0 + 5, 3, "frames with the new engine")
 
 
 def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, desk_video, caplog):
@@ -302,7 +301,7 @@ def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, d
     s = make_settings(tmp_path, desk_video, width=320, height=180)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        wait_until(lambda: p.frames_processed > 3, 10, "frames")
         old = p.segmenter.engine
         real_close = old.close
 
@@ -312,9 +311,9 @@ def test_a_failing_engine_close_on_reload_does_not_stop_segmentation(tmp_path, d
 
         old.close = failing_close
         p.reconfigure(p.settings.replace("segmentation", model="landscape"))
-        wait_for(lambda: p.segmenter.engine is not old, 3, "the new engine swapped in")
+        wait_until(lambda: p.segmenter.engine is not old, 3, "the new engine swapped in")
         k0 = p.frames_processed
-        wait_for(lambda: p.frames_processed > k0 + 10, 3, "frames with the new engine")
+        wait_until(lambda: p.frames_processed > k0 + 10, 3, "frames with the new engine")
         assert p.dead_threads() == [] and p.status()["dead_threads"] == []
         assert "closing the previous segmentation engine failed" in caplog.text
 
@@ -326,16 +325,16 @@ def test_a_pipeline_thread_that_ends_is_reported(tmp_path, desk_video):
     s = make_settings(tmp_path, desk_video, width=320, height=180)
     holder = LiveStateHolder(LiveState(look=look_from_settings(s)))
     with Pipeline(s, holder) as p:
-        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        wait_until(lambda: p.frames_processed > 3, 10, "frames")
         assert p.dead_threads() == []
 
         def broken_take(*args, **kwargs):
             raise SystemExit  # ends the thread that calls it, quietly
 
         p.matte_slot.take = broken_take
-        wait_for(lambda: p.dead_threads() == ["vcam-compositor"], 2, "the compositor reported as ended")
+        wait_until(lambda: p.dead_threads() == ["vcam-compositor"], 2, "the compositor reported as ended")
         p.capture.source.read = broken_take  # the capture thread's read breaks the same way
-        wait_for(lambda: p.dead_threads() == ["vcam-compositor", "vcam-capture"], 2, "the capture reported")
+        wait_until(lambda: p.dead_threads() == ["vcam-compositor", "vcam-capture"], 2, "the capture reported")
         assert p.status()["dead_threads"] == ["vcam-compositor", "vcam-capture"]
         from vcam.commands.run import status_line
 
@@ -361,18 +360,18 @@ def test_restarting_threads_on_purpose_is_not_reported_as_ended(tmp_path, desk_v
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        wait_for(lambda: p.frames_sent > 5, 10, "frames")
+        wait_until(lambda: p.frames_sent > 5, 10, "frames")
         other = tmp_path / "other.mp4"
         shutil.copyfile(desk_video, other)
         for path in (other, source, other):
             p.reconfigure(p.settings.replace("camera", source=str(path)))
             k0 = p.frames_processed
-            wait_for(lambda k0=k0: p.frames_processed > k0 + 3, 5, "frames from the reopened camera")
+            wait_until(lambda k0=k0: p.frames_processed > k0 + 3, 5, "frames from the reopened camera")
         holder.update(lambda st: st.with_changes(paused=True))
-        wait_for(lambda: p.status()["camera"] == "released", 2, "pause")
+        wait_until(lambda: p.status()["camera"] == "released", 2, "pause")
         holder.update(lambda st: st.with_changes(paused=False))
         k0 = p.frames_processed
-        wait_for(lambda: p.frames_processed > k0 + 3, 5, "frames after the pause")
+        wait_until(lambda: p.frames_processed > k0 + 3, 5, "frames after the pause")
         done.set()
         poller.join()
     assert seen == []
@@ -388,9 +387,9 @@ def test_an_output_size_vcam_cannot_process_is_refused_with_the_camera_size(tmp_
         Pipeline(s, holder).start()
     good = make_settings(tmp_path, desk_video, width=320, height=180)
     with Pipeline(good, holder) as p:
-        wait_for(lambda: p.frames_processed > 3, 10, "frames")
+        wait_until(lambda: p.frames_processed > 3, 10, "frames")
         with pytest.raises(VcamError, match=r"960x20"):
             p.reconfigure(good.replace("output", width=0, height=20))
         assert p.status()["size"] == [320, 180]
         k0 = p.frames_processed
-        wait_for(lambda: p.frames_processed > k0 + 3, 3, "frames at the old size")
+        wait_until(lambda: p.frames_processed > k0 + 3, 3, "frames at the old size")

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import require_tool, start_logged_daemon, wait_until
+from control_rig import toml
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call, new_signal
 from jeepney.io.blocking import open_dbus_connection
 
@@ -39,15 +40,6 @@ TRIGGERS = {
     "previous-background": "CTRL+ALT+v", "toggle-pause": "CTRL+ALT+p", "toggle-mirror": "CTRL+ALT+m",
     "blur-stronger": "CTRL+ALT+bracketright", "blur-weaker": "CTRL+ALT+bracketleft",
     "edge-softer": "CTRL+ALT+s", "edge-harder": "CTRL+ALT+h"}
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture(autouse=True)
@@ -238,21 +230,21 @@ def test_activated_runs_the_action_off_the_bus_thread_and_deactivated_does_nothi
     hk = backend(dispatch)
     assert hk.wait_active(5), hk.status()
     portal.call("Press", "s", ("next-background",))
-    assert wait_for(lambda: calls)
+    wait_until(lambda: calls)
     portal.call("Activate", "s", ("next-effect",))
-    assert wait_for(lambda: hk.fired == 2)  # ... does not hold up the bus
+    wait_until(lambda: hk.fired == 2)  # ... does not hold up the bus
     assert [a for a, _ in calls] == ["next-background"]  # the next waits its turn
     release.set()
-    assert wait_for(lambda: len(calls) == 2)
+    wait_until(lambda: len(calls) == 2)
     assert [a for a, _ in calls] == ["next-background", "next-effect"]
     assert all(name != "vcam-portal-hotkeys" for _, name in calls)
 
     portal.call("Deactivate", "s", ("next-effect",))
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         portal.call("Activate", "s", ("blur-weaker",))
-        assert wait_for(lambda: len(calls) == 3)
+        wait_until(lambda: len(calls) == 3)
         portal.call("Activate", "s", ("edge-softer",))
-        assert wait_for(lambda: len(calls) == 4)
+        wait_until(lambda: len(calls) == 4)
     assert [a for a, _ in calls][2:] == ["blur-weaker", "edge-softer"]  # nothing for Deactivated
     assert "portal shortcut blur-weaker failed: the action broke" in caplog.text
     assert hk.state == "active"
@@ -265,7 +257,7 @@ def test_activated_runs_the_action_off_the_bus_thread_and_deactivated_does_nothi
         spoof.header.fields[HeaderFields.destination] = owner
         conn.send(spoof)
     portal.call("Activate", "s", ("edge-harder",))
-    assert wait_for(lambda: len(calls) == 5)
+    wait_until(lambda: len(calls) == 5)
     time.sleep(0.2)
     assert [a for a, _ in calls][4:] == ["edge-harder"]
 
@@ -276,7 +268,8 @@ def test_shortcuts_changed_in_the_desktop_show_in_status_without_rebinding(fake,
     hk = backend()
     assert hk.wait_active(5)
     portal.call("ChangeTrigger", "ss", ("next-effect", "LOGO+e"))
-    assert wait_for(lambda: hk.status()["hotkeys_shortcuts"].get("next-effect") == "Super+E"), hk.status()
+    wait_until(lambda: hk.status()["hotkeys_shortcuts"].get("next-effect") == "Super+E",
+               what=lambda: f"next-effect on Super+E; status {hk.status()}")
     assert len(portal.state()["bind"]) == 1 and hk.state == "active"
 
 
@@ -297,7 +290,7 @@ def test_a_refused_bind_is_retried_until_it_succeeds(fake, backend, caplog):
 def test_gnome_without_an_app_id_refuses_and_that_is_retried_not_raised(fake, backend):
     portal = fake("--no-registry")
     hk = backend()
-    assert wait_for(lambda: len(portal.state()["bind"]) >= 2)
+    wait_until(lambda: len(portal.state()["bind"]) >= 2)
     assert hk.state in ("retrying", "registering", "waiting") and hk._thread.is_alive()
 
 
@@ -306,7 +299,7 @@ def test_a_refused_app_id_is_named_in_the_refusal_it_causes(fake, backend, caplo
     portal = fake("--refuse-register")  # GNOME without io.github.vcam.Vcam.desktop installed
     with caplog.at_level(logging.INFO, logger=LOGGER):
         hk = backend()
-        assert wait_for(lambda: len(portal.state()["bind"]) >= 3)
+        wait_until(lambda: len(portal.state()["bind"]) >= 3)
     assert hk.state in ("retrying", "registering", "waiting")
     (line,) = warnings(caplog)  # one line for all the retries
     assert "response 2" in line and "io.github.vcam.Vcam.desktop installed?" in line
@@ -317,7 +310,7 @@ def test_a_cancelled_dialog_is_not_asked_again_until_the_actions_change(fake, ba
     portal = fake()
     portal.call("RefuseNextBind", "u", (1,))
     hk = backend()
-    assert wait_for(lambda: hk.state == "declined"), hk.status()
+    wait_until(lambda: hk.state == "declined", what=lambda: f"declined; status {hk.status()}")
     time.sleep(0.6)  # several backoff periods: no nagging
     assert len(portal.state()["bind"]) == 1 and hk.state == "declined"
     hk.update(DEFAULTS)  # a reload with the same actions: still no dialog
@@ -336,7 +329,7 @@ def test_the_portal_dies_and_comes_back(fake, backend, caplog):
         hk = backend(calls.append)
         assert hk.wait_active(5), hk.status()
         portal.kill()
-        assert wait_for(lambda: hk.state != "active"), hk.status()
+        wait_until(lambda: hk.state != "active", what=lambda: f"not active; status {hk.status()}")
         time.sleep(0.5)  # retries meanwhile
         assert hk._thread.is_alive() and hk.state in ("unavailable", "retrying")
         # One line for the outage, not one per retry.
@@ -347,7 +340,7 @@ def test_the_portal_dies_and_comes_back(fake, backend, caplog):
     assert len(state["bind"]) == 2 and state["registered"] == [APP_ID, APP_ID]
     assert hk.status()["hotkeys_shortcuts"]["toggle-pause"] == "Super+P"  # the desktop remembered
     portal.call("Press", "s", ("toggle-mirror",))
-    assert wait_for(lambda: calls == ["toggle-mirror"])
+    wait_until(lambda: calls == ["toggle-mirror"])
     assert {json.dumps(c, sort_keys=True) for c in state["create_session"]} == {
         json.dumps({"handle_token": "vcam_create", "session_handle_token": "vcam"}, sort_keys=True)}
 
@@ -358,7 +351,7 @@ def test_the_desktop_closing_the_session_gets_a_new_one(fake, backend):
     hk = backend()
     assert hk.wait_active(5)
     portal.call("CloseSessions")
-    assert wait_for(lambda: len(portal.state()["bind"]) == 2)
+    wait_until(lambda: len(portal.state()["bind"]) == 2)
     assert hk.wait_active(5), hk.status()
 
 
@@ -383,7 +376,7 @@ def test_no_portal_at_all(bus, backend, caplog):
     assert not ok and "no desktop portal" in reason
     with caplog.at_level(logging.INFO, logger=LOGGER):
         hk = backend()
-        assert wait_for(lambda: hk.state == "unavailable"), hk.status()
+        wait_until(lambda: hk.state == "unavailable", what=lambda: f"unavailable; status {hk.status()}")
         time.sleep(0.6)  # a few retries
     assert hk.state == "unavailable" and hk._thread.is_alive() and not hk.wait_active(0.1)
     assert len(warnings(caplog)) == 1 and "no desktop portal" in warnings(caplog)[0]
@@ -395,7 +388,7 @@ def test_no_session_bus(backend, tmp_path):
     ok, reason = portal_status(address)
     assert not ok and "session bus" in reason
     hk = backend(bus_address=address)
-    assert wait_for(lambda: hk.state == "unavailable"), hk.status()
+    wait_until(lambda: hk.state == "unavailable", what=lambda: f"unavailable; status {hk.status()}")
     assert hk._thread.is_alive()
 
 
@@ -405,7 +398,7 @@ def test_a_portal_without_global_shortcuts(fake, bus, backend):
     ok, reason = portal_status(bus)
     assert not ok and "no GlobalShortcuts" in reason
     hk = backend()
-    assert wait_for(lambda: hk.state == "unavailable"), hk.status()
+    wait_until(lambda: hk.state == "unavailable", what=lambda: f"unavailable; status {hk.status()}")
     assert "no GlobalShortcuts" in hk.status()["hotkeys"]
 
 
@@ -426,13 +419,13 @@ def test_updates_rebind_only_when_the_actions_change(fake, backend):
     assert len(portal.state()["bind"]) == 1 and hk.state == "active"
     fewer = {a: c for a, c in DEFAULTS.items() if a not in ("blur-weaker", "blur-stronger")}
     hk.update(fewer)
-    assert wait_for(lambda: len(portal.state()["bind"]) == 2)
+    wait_until(lambda: len(portal.state()["bind"]) == 2)
     assert hk.wait_active(5)
     state = portal.state()
     assert set(state["bind"][1]["shortcuts"]) == set(fewer) and len(state["sessions"]) == 1
     assert set(hk.status()["hotkeys_shortcuts"]) == set(fewer) and state["errors"] == []
     hk.update({})
-    assert wait_for(lambda: hk.state == "off")
+    wait_until(lambda: hk.state == "off")
 
 
 @pytest.mark.system
@@ -446,13 +439,13 @@ def test_stop_is_prompt(fake, backend, situation):
     if situation == "active":
         assert hk.wait_active(5)
     elif situation == "dialog open":
-        assert wait_for(lambda: hk.state == "waiting")
+        wait_until(lambda: hk.state == "waiting")
     elif situation == "no portal":
-        assert wait_for(lambda: hk.state == "unavailable")
+        wait_until(lambda: hk.state == "unavailable")
     started = time.monotonic()
     hk.stop()
     assert time.monotonic() - started < 0.5
-    assert wait_for(lambda: not hk._thread.is_alive(), 0.1)
+    wait_until(lambda: not hk._thread.is_alive(), 0.1)
 
 
 # -- [hotkeys] backend: which backend runs, and switching on reload ------------------------------------------
@@ -519,19 +512,20 @@ def test_auto_takes_the_portal_in_a_wayland_session_and_reloads_switch_backends(
     hotkeys = Hotkeys(hotkey_settings(), calls.append).start()
     try:
         assert hotkeys.backend == "portal"
-        assert wait_for(lambda: hotkeys.status()["hotkeys_state"] == "active"), hotkeys.status()
+        wait_until(lambda: hotkeys.status()["hotkeys_state"] == "active",
+                   what=lambda: f"active; status {hotkeys.status()}")
         status = hotkeys.status()
         assert status["hotkeys_backend"] == "portal" and status["hotkeys"].startswith("portal active: ")
         portal.call("Press", "s", ("next-effect",))
-        assert wait_for(lambda: calls == ["next-effect"])
+        wait_until(lambda: calls == ["next-effect"])
 
         hotkeys.update(hotkey_settings(next_effect="<ctrl>+<shift>+e"))  # keys only: the same session
         time.sleep(0.3)
         assert len(portal.state()["bind"]) == 1 and hotkeys.status()["hotkeys_state"] == "active"
         hotkeys.update(hotkey_settings(blur_weaker=""))  # an action fewer: bound again without it
-        assert wait_for(lambda: len(portal.state()["bind"]) == 2)
+        wait_until(lambda: len(portal.state()["bind"]) == 2)
         assert "blur-weaker" not in portal.state()["bind"][-1]["shortcuts"]
-        assert wait_for(lambda: hotkeys.status()["hotkeys_state"] == "active")
+        wait_until(lambda: hotkeys.status()["hotkeys_state"] == "active")
         hotkeys.update(hotkey_settings(backend="portal", blur_weaker=""))  # what auto chose: no new session
         time.sleep(0.3)
         assert len(portal.state()["bind"]) == 2 and hotkeys.status()["hotkeys_state"] == "active"
@@ -539,20 +533,21 @@ def test_auto_takes_the_portal_in_a_wayland_session_and_reloads_switch_backends(
         hotkeys.update(hotkey_settings(backend="x11"))  # live switch: the portal session ends
         status = hotkeys.status()
         assert status["hotkeys_backend"] == "x11"
-        assert wait_for(lambda: hotkeys.status()["hotkeys"].startswith("disabled: no X display"))
-        assert wait_for(lambda: portal.state()["sessions"] == {})
+        wait_until(lambda: hotkeys.status()["hotkeys"].startswith("disabled: no X display"))
+        wait_until(lambda: portal.state()["sessions"] == {})
         portal.call("Press", "s", ("next-effect",))
         hotkeys.update(hotkey_settings(enabled=False))
         assert hotkeys.status() == {"hotkeys": "off ([hotkeys] enabled = false)", "hotkeys_backend": "off"}
 
         hotkeys.update(hotkey_settings())  # back to auto: the portal again
-        assert wait_for(lambda: hotkeys.status().get("hotkeys_state") == "active"), hotkeys.status()
+        wait_until(lambda: hotkeys.status().get("hotkeys_state") == "active",
+                   what=lambda: f"active; status {hotkeys.status()}")
         portal.call("Press", "s", ("toggle-mirror",))
-        assert wait_for(lambda: calls == ["next-effect", "toggle-mirror"])
+        wait_until(lambda: calls == ["next-effect", "toggle-mirror"])
         assert len(portal.state()["bind"]) == 3
     finally:
         hotkeys.stop()
-    assert wait_for(lambda: portal.state()["sessions"] == {})
+    wait_until(lambda: portal.state()["sessions"] == {})
 
 
 @pytest.mark.system
@@ -631,7 +626,7 @@ def test_vcam_doctor_in_a_sway_like_session(fake, session, tmp_path):
     fake("--no-global-shortcuts")
     import os
     config = tmp_path / "c.toml"
-    config.write_text(f'[camera]\nsource = "{tmp_path / "none.mp4"}"\n[output]\nsink = "null"\n')
+    config.write_text(toml({"camera": {"source": str(tmp_path / "none.mp4")}, "output": {"sink": "null"}}))
     r = subprocess.run([sys.executable, "-m", "vcam", "--config", str(config), "doctor"], cwd=HERE.parent,
                        env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
@@ -645,15 +640,6 @@ def test_vcam_doctor_in_a_sway_like_session(fake, session, tmp_path):
 # -- `vcam run` end to end: the real daemon, the real pipeline, the fake portal on the test's bus ------------
 ROOT = HERE.parent
 WAYLAND = "wayland-vcam-test"  # a Wayland session by name only: the portal is all the backend talks to
-
-
-def start_vcam(config: Path, log: Path, env_changes: dict) -> subprocess.Popen:
-    import os
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # no X: only the portal can deliver keys
-    env.update(env_changes)
-    with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def vcam_status(sock: Path) -> dict:
@@ -691,36 +677,24 @@ def test_vcam_run_takes_the_desktops_shortcuts_end_to_end(shim, desk_video, fake
     assert app_id == APP_ID
     camera = FakeCam(tmp_path)
     sock, log, config = tmp_path / "ctl.sock", tmp_path / "vcam.log", tmp_path / "config.toml"
-    config.write_text(f"""
-[camera]
-source = "{desk_video}"
-[output]
-sink = "virtualcam"
-device = "{camera.device}"
-width = {W}
-height = {H}
-[effect]
-name = "replace"
-background = "#ff00ff"
-[daemon]
-on_demand = false
-[hotkeys]
-backend = "auto"
-next_effect = "<ctrl>+<shift>+e"
-[control]
-socket = "{sock}"
-watch_config = false
-""")
+    config.write_text(toml({
+        "camera": {"source": str(desk_video)},
+        "output": {"sink": "virtualcam", "device": str(camera.device), "width": W, "height": H},
+        "effect": {"name": "replace", "background": "#ff00ff"},
+        "daemon": {"on_demand": False},
+        "hotkeys": {"backend": "auto", "next_effect": "<ctrl>+<shift>+e"},
+        "control": {"socket": str(sock), "watch_config": False},
+    }))
     portal = fake("--user-trigger", "toggle-pause=LOGO+p")  # the "user" picks Super+P in the dialog
     portal.call("RefuseNextBind", "u", (2,))  # the first attempt is refused
     session = {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus}
-    proc = start_vcam(config, log, {**camera.env(shim), **session})
+    proc = start_logged_daemon(config, log, {**camera.env(shim), **session})
     daemon_guard.append(proc)
 
     camera.wait_writes(10, timeout=60)
-    assert wait_for(lambda: corners_are(camera.frame(), MAGENTA_BGR), 10), "no magenta background"
-    assert wait_for(lambda: sock.exists() and vcam_status(sock).get("hotkeys_state") == "active", 20), \
-        log.read_text()
+    wait_until(lambda: corners_are(camera.frame(), MAGENTA_BGR), 10, "the magenta background")
+    wait_until(lambda: sock.exists() and vcam_status(sock).get("hotkeys_state") == "active", 20,
+               lambda: f"the portal's keys; log:\n{log.read_text()}")
     status = vcam_status(sock)
     assert status["hotkeys_backend"] == "portal" and status["hotkeys"].startswith("portal active: ")
     assert status["hotkeys_shortcuts"]["toggle-pause"] == "Super+P"  # the user's choice, not CTRL+ALT+p
@@ -734,24 +708,28 @@ watch_config = false
 
     # The desktop says "next-effect was pressed": replace -> desaturate, in the status and in the frames.
     portal.call("Press", "s", ("next-effect",))
-    assert wait_for(lambda: vcam_status(sock)["effect"] == "desaturate"), vcam_status(sock)
-    assert wait_for(lambda: grey(camera.frame()) and not corners_are(camera.frame(), MAGENTA_BGR)), \
-        camera.frame()[4:40, 4:60].reshape(-1, 3).mean(0)
+    wait_until(lambda: vcam_status(sock)["effect"] == "desaturate",
+               what=lambda: f"desaturate; status {vcam_status(sock)}")
+    wait_until(lambda: grey(camera.frame()) and not corners_are(camera.frame(), MAGENTA_BGR),
+               what=lambda: f"grey corners; top left {camera.frame()[4:40, 4:60].reshape(-1, 3).mean(0)}")
 
     # The portal crashes: the daemon keeps streaming and keeps trying; the portal is back: so are the keys.
     portal.kill()
-    assert wait_for(lambda: vcam_status(sock)["hotkeys_state"] != "active"), vcam_status(sock)
+    wait_until(lambda: vcam_status(sock)["hotkeys_state"] != "active",
+               what=lambda: f"keys not active; status {vcam_status(sock)}")
     n = len(camera.writes())
     time.sleep(1.5)
     assert proc.poll() is None and len(camera.writes()) > n + 10
     portal.start()
-    assert wait_for(lambda: vcam_status(sock)["hotkeys_state"] == "active", 20), vcam_status(sock)
+    wait_until(lambda: vcam_status(sock)["hotkeys_state"] == "active", 20,
+               lambda: f"keys active; status {vcam_status(sock)}")
     assert vcam_status(sock)["hotkeys_shortcuts"]["toggle-pause"] == "Super+P"  # remembered by the desktop
     portal.call("Press", "s", ("next-effect",))  # desaturate -> transparent: the key colour behind
-    assert wait_for(lambda: vcam_status(sock)["effect"] == "transparent"), vcam_status(sock)
+    wait_until(lambda: vcam_status(sock)["effect"] == "transparent",
+               what=lambda: f"transparent; status {vcam_status(sock)}")
     key = np.array([0, 255, 0])  # [effect] key_color, where the matte is fully background (top left)
-    assert wait_for(lambda: np.abs(camera.frame()[4:40, 4:60].reshape(-1, 3).mean(0) - key).max() <= 3), \
-        camera.frame()[4:40, 4:60].reshape(-1, 3).mean(0)
+    wait_until(lambda: np.abs(camera.frame()[4:40, 4:60].reshape(-1, 3).mean(0) - key).max() <= 3,
+               what=lambda: f"the key colour; top left {camera.frame()[4:40, 4:60].reshape(-1, 3).mean(0)}")
     state = portal.state()
     tokens = {json.dumps(c, sort_keys=True) for c in state["create_session"]}
     stable = {"handle_token": "vcam_create", "session_handle_token": "vcam"}
@@ -770,38 +748,33 @@ def test_vcam_run_without_portal_shortcuts_says_how_to_bind_vcam_ctl_then_a_relo
     """auto in a Wayland session whose portal has no GlobalShortcuts: one line on binding `vcam ctl`; the
     portal appearing and `backend = "portal"` on reload switch to the portal without a restart."""
     sock, log, config = tmp_path / "ctl.sock", tmp_path / "vcam.log", tmp_path / "config.toml"
-    body = f"""
-[camera]
-source = "{desk_video}"
-[output]
-sink = "null"
-width = 480
-height = 270
-[daemon]
-on_demand = false
-[control]
-socket = "{sock}"
-watch_config = false
-[hotkeys]
-"""
-    config.write_text(body + 'backend = "auto"\n')
+    sections = {
+        "camera": {"source": str(desk_video)},
+        "output": {"sink": "null", "width": 480, "height": 270},
+        "daemon": {"on_demand": False},
+        "control": {"socket": str(sock), "watch_config": False},
+    }
+    config.write_text(toml({**sections, "hotkeys": {"backend": "auto"}}))
     sway = fake("--no-global-shortcuts")
-    proc = start_vcam(config, log, {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus})
+    proc = start_logged_daemon(config, log, {"WAYLAND_DISPLAY": WAYLAND, "DBUS_SESSION_BUS_ADDRESS": bus})
     daemon_guard.append(proc)
-    assert wait_for(lambda: sock.exists() and vcam_status(sock)["frames_sent"] > 5, 60), log.read_text()
+    wait_until(lambda: sock.exists() and vcam_status(sock)["frames_sent"] > 5, 60,
+               lambda: f"frames; log:\n{log.read_text()}")
     status = vcam_status(sock)
     assert status["hotkeys_backend"] == "none" and "vcam ctl" in status["hotkeys"], status
     sway.kill()
 
     portal = fake()  # a desktop with GlobalShortcuts (say, after an update); the user asks for it
-    config.write_text(body + 'backend = "portal"\n')
+    config.write_text(toml({**sections, "hotkeys": {"backend": "portal"}}))
     reload = subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), "reload"], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert reload.returncode == 0, reload.stderr
-    assert wait_for(lambda: vcam_status(sock).get("hotkeys_state") == "active", 20), vcam_status(sock)
+    wait_until(lambda: vcam_status(sock).get("hotkeys_state") == "active", 20,
+               lambda: f"keys active; status {vcam_status(sock)}")
     assert vcam_status(sock)["hotkeys_backend"] == "portal"
     portal.call("Press", "s", ("toggle-mirror",))
-    assert wait_for(lambda: vcam_status(sock)["mirror"] is True), vcam_status(sock)
+    wait_until(lambda: vcam_status(sock)["mirror"] is True,
+               what=lambda: f"mirrored; status {vcam_status(sock)}")
 
     text = stop_vcam(proc, log)
     (line,) = [line for line in text.splitlines() if "WARNING" in line]  # the one line, and what it says

@@ -13,7 +13,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_path, unwritable_folder
+from conftest import require_path, start_logged_daemon, unwritable_folder, wait_until
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
 from vcam.control.client import request
@@ -57,9 +57,7 @@ def test_saved_config_is_applied_live_and_an_invalid_one_is_kept_out(rig, caplog
         # Invalid: logged with the key and the file, nothing changes, frames go on.
         with caplog.at_level(logging.ERROR, logger="vcam.control.reload"):
             rig.write_config(effect={"name": "transparent"}, matte={"threshold": 7})
-            deadline = time.monotonic() + 5
-            while "rejected" not in caplog.text and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: "rejected" in caplog.text, 5, "the rejection logged")
         assert "[matte] threshold" in caplog.text and str(rig.config) in caplog.text
         assert rig.holder.get().look.effect == "desaturate"
         assert rig.controller.settings.matte.threshold == threshold
@@ -115,16 +113,6 @@ def test_ctl_reload_and_sighup_apply_changed_sections_only(rig, tmp_path):
     assert rig.ok("status")["camera"] == "ok"
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.system
 def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
     """The real `vcam run`: socket up, ctl works, SIGHUP and ctl reload, corrupt library file, no display."""
@@ -143,17 +131,15 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
     config.write_text(toml(sections))
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     log = tmp_path / "vcam.log"
-    with open(log, "w") as log_file:
-        daemon = subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"], env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT)
+    daemon = start_logged_daemon(config, log)
     try:
-        _wait_for(lambda: sock.exists(), 30, "the control socket")
+        wait_until(lambda: sock.exists(), 30, "the control socket")
 
         def ctl(*args):
             return subprocess.run([sys.executable, "-m", "vcam", "ctl", "--socket", str(sock), *args],
                                   env=env, capture_output=True, text=True, timeout=30)
 
-        _wait_for(lambda: request(sock, "status")["result"]["frames_sent"] > 5, 30, "frames")
+        wait_until(lambda: request(sock, "status")["result"]["frames_sent"] > 5, 30, "frames")
         status = ctl("status")
         assert status.returncode == 0 and "effect: blur" in status.stdout and "camera: ok" in status.stdout
         assert "hotkeys: disabled: no X display" in status.stdout
@@ -165,7 +151,7 @@ def test_vcam_run_daemon_end_to_end(tmp_path, desk_video):
         sections["effect"] = {"name": "desaturate"}
         config.write_text(toml(sections))
         daemon.send_signal(signal.SIGHUP)
-        _wait_for(lambda: request(sock, "status")["result"]["effect"] == "desaturate", 10, "SIGHUP reload")
+        wait_until(lambda: request(sock, "status")["result"]["effect"] == "desaturate", 10, "SIGHUP reload")
 
         sections["output"]["fps"] = 500  # out of range
         config.write_text(toml(sections))
@@ -230,14 +216,15 @@ def test_config_created_after_start_in_a_missing_folder_is_applied(rig, monkeypa
         watcher.stop()
 
 
-def test_reload_to_replace_from_the_library_never_shows_white_first(rig):
-    """[effect] name = "replace" with no background takes the library's entry; until it has loaded, the
-    old picture stays: no state (so no frame) with replace and no background, which the compositor would
-    draw white."""
+@pytest.mark.parametrize("blank", ["", " \t "])
+def test_reload_to_replace_from_the_library_never_shows_white_first(rig, blank):
+    """[effect] name = "replace" with no background (empty, or only whitespace: the same) takes the
+    library's entry; until it has loaded, the old picture stays: no state (so no frame) with replace and no
+    background, which the compositor would draw white."""
     assert len(rig.library) > 0 and rig.holder.get().look.effect == "blur"
     states = []
     rig.holder.subscribe(states.append)
-    rig.write_config(effect={"name": "replace", "background": ""})
+    rig.write_config(effect={"name": "replace", "background": blank})
     rig.ok("reload")
     final = rig.wait_state(lambda s: s.look.effect == "replace" and s.look.background is not None)
     assert final.look.background.label.endswith(rig.library[0].name)

@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import holds_open, require_tool
+from conftest import holds_open, require_tool, wait_until
+from control_rig import toml
 
 ROOT = Path(__file__).resolve().parent.parent
 VCAM = [sys.executable, "-m", "vcam"]
@@ -59,10 +60,8 @@ class FakeCam:
         return cv2.cvtColor(raw.reshape(H * 3 // 2, W), cv2.COLOR_YUV2BGR_I420)
 
     def wait_writes(self, n: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.writes()) < n:
-            assert time.monotonic() < deadline, f"only {len(self.writes())} frames arrived in {timeout} s"
-            time.sleep(0.1)
+        wait_until(lambda: len(self.writes()) >= n, timeout,
+                   lambda: f"{n} frames; {len(self.writes())} arrived", step=0.1)
 
 
 def corners_are(frame: np.ndarray, bgr: np.ndarray, tol: int = 12) -> bool:
@@ -89,32 +88,13 @@ def video_frames(path: Path, n: int, step: int = 100) -> list[np.ndarray]:
     return frames
 
 
-def wait_for(predicate, timeout: float, what: str, step: float = 0.05) -> float:
-    """Seconds until predicate() was true; fails after `timeout`."""
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(step)
-    return time.monotonic() - t0
-
-
 def write_config(path: Path, source: Path, device: Path, *, on_demand: bool, fps: int = 30) -> Path:
-    path.write_text(f"""
-[camera]
-source = "{source}"
-[output]
-sink = "virtualcam"
-device = "{device}"
-width = {W}
-height = {H}
-fps = {fps}
-[effect]
-name = "replace"
-background = "#ff00ff"
-[daemon]
-on_demand = {str(on_demand).lower()}
-idle_fps = 5
-""")
+    path.write_text(toml({
+        "camera": {"source": str(source)},
+        "output": {"sink": "virtualcam", "device": str(device), "width": W, "height": H, "fps": fps},
+        "effect": {"name": "replace", "background": "#ff00ff"},
+        "daemon": {"on_demand": on_demand, "idle_fps": 5},
+    }))
     return path
 
 
@@ -169,7 +149,7 @@ def test_frames_format_effect_rate_notify_and_sigterm(shim, desk_video, tmp_path
     assert {size for _, size in fake.writes()} == {W * H * 3 // 2}
 
     # The effect is in the frames: the desk video's background (top corners) is now magenta...
-    wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "magenta background")
+    wait_until(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "magenta background")
     frame = fake.frame()
     # ...and the person is not: the centre-right of the frame (her white coat) is far from magenta.
     coat = frame[int(H * 0.6):int(H * 0.8), int(W * 0.6):int(W * 0.75)].reshape(-1, 3).mean(0)
@@ -205,21 +185,21 @@ def test_source_disappears_and_comes_back(shim, desk_video, tmp_path, daemon_gua
     proc = start_daemon(config, fake.env(shim))
     daemon_guard.append(proc)
     fake.wait_writes(5, timeout=20)
-    wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "live picture")
+    wait_until(lambda: corners_are(fake.frame(), MAGENTA_BGR), 5, "live picture")
 
     source.rename(away)  # "unplug" the camera
     t_unplug = time.monotonic()
     n_unplug = len(fake.writes())
     # The device keeps getting frames, and soon shows the "camera unavailable" placeholder.
     from vcam.live.placeholder import BACKGROUND_BGR
-    wait_for(lambda: corners_are(fake.frame(), np.array(BACKGROUND_BGR), tol=6), 4, "placeholder")
+    wait_until(lambda: corners_are(fake.frame(), np.array(BACKGROUND_BGR), tol=6), 4, "placeholder")
     time.sleep(1.0)
     rows = fake.writes()[n_unplug:]
     assert len(rows) >= 5 * (time.monotonic() - t_unplug) * 0.6, "the device starved while unplugged"
     assert proc.poll() is None
 
     away.rename(source)  # plug it back in: the picture resumes without a restart
-    wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 6, "picture after replug")
+    wait_until(lambda: corners_are(fake.frame(), MAGENTA_BGR), 6, "picture after replug")
     assert proc.poll() is None
 
     elapsed, rc, err = stop_daemon(proc, signal.SIGINT)
@@ -247,13 +227,15 @@ def test_on_demand_releases_and_reacquires_the_camera(shim, desk_video, tmp_path
 
     # An application opens the virtual camera: the picture resumes within about a second.
     with open(fake.device, "rb"):
-        took = wait_for(lambda: corners_are(fake.frame(), MAGENTA_BGR), 3, "live picture for the reader")
+        t0 = time.monotonic()
+        wait_until(lambda: corners_are(fake.frame(), MAGENTA_BGR), 3, "live picture for the reader")
+        took = time.monotonic() - t0
         assert took < 1.0, f"resumed after {took:.2f} s"
         print(f"\non-demand: live picture {took * 1e3:.0f} ms after a reader opened the device")
         assert holds_open(proc.pid, source)
     # The reader is gone: after the linger the webcam is released again (its light would go off).
-    wait_for(lambda: not holds_open(proc.pid, source), 6, "camera release")
-    wait_for(lambda: not corners_are(fake.frame(), MAGENTA_BGR), 2, "placeholder after release")
+    wait_until(lambda: not holds_open(proc.pid, source), 6, "camera release")
+    wait_until(lambda: not corners_are(fake.frame(), MAGENTA_BGR), 2, "placeholder after release")
 
     elapsed, rc, err = stop_daemon(proc)
     assert rc == 0, err
@@ -302,7 +284,7 @@ def test_preview_sink_shows_a_window_and_exits_cleanly(desk_video, tmp_path, dae
             r = subprocess.run([xdotool, "search", "--name", "vcam preview"], env=env, capture_output=True)
             return r.returncode == 0 and bool(r.stdout.strip())
 
-        wait_for(window, 20, "the preview window", step=0.2)
+        wait_until(window, 20, "the preview window", step=0.2)
         elapsed, rc, err = stop_daemon(proc)
         assert rc == 0, err
         assert elapsed < 1.0

@@ -117,6 +117,12 @@ class EffectSettings:
     blur: int = field(metadata=_range(1, 200))
     key_color: str
 
+    @property
+    def configured_background(self) -> str:
+        """The background spec this section names, "" for none: a blank value (only whitespace) is read
+        like an empty one, so every path that asks (startup, reload, set-effect, apply) agrees on it."""
+        return self.background.strip()
+
 
 @dataclass(frozen=True)
 class BackgroundSettings:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_path
+from conftest import require_path, start_logged_daemon, wait_until
+from control_rig import toml
 from test_run import FakeCam, write_config
 
 from vcam.control.client import request
@@ -38,27 +39,6 @@ time.sleep(120)
 """
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - not up yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def _start(config: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    env.pop("DISPLAY", None)
-    with open(log, "w") as out:
-        return subprocess.Popen([*VCAM, "--config", str(config), "run"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
 def _still(tmp_path: Path, desk_video: Path) -> Path:
     cap = cv2.VideoCapture(str(desk_video))
     ok, frame = cap.read()
@@ -69,20 +49,16 @@ def _still(tmp_path: Path, desk_video: Path) -> Path:
     return still
 
 
-def _null_config(tmp_path: Path, desk_video: Path, sock: Path, extra: str = "") -> Path:
-    """A config for a daemon on a still picture of the desk video, to the null sink, controlled on `sock`."""
+def _null_config(tmp_path: Path, desk_video: Path, sock: Path, **extra: dict) -> Path:
+    """A config for a daemon on a still picture of the desk video, to the null sink, controlled on `sock`
+    (`extra`: more sections)."""
     config = tmp_path / "config.toml"
-    config.write_text(f"""
-[camera]
-source = "{_still(tmp_path, desk_video)}"
-[output]
-sink = "null"
-width = 320
-height = 180
-[control]
-socket = "{sock}"
-watch_config = false
-{extra}""")
+    config.write_text(toml({
+        "camera": {"source": str(_still(tmp_path, desk_video))},
+        "output": {"sink": "null", "width": 320, "height": 180},
+        "control": {"socket": str(sock), "watch_config": False},
+        **extra,
+    }))
     return config
 
 
@@ -92,20 +68,17 @@ def test_a_background_whose_open_blocks_never_blocks_the_controls_or_shutdown(tm
     slow = tmp_path / "slow.webm"
     shutil.copyfile(require_path("backgrounds", "videos", "backscrub_retrowave.webm"), slow)
     sock = tmp_path / "vcam.sock"
-    config = _null_config(tmp_path, desk_video, sock, f"""
-[daemon]
-on_demand = false
-[backgrounds]
-paths = ["{porch}"]
-""")
+    config = _null_config(tmp_path, desk_video, sock, daemon={"on_demand": False},
+                          backgrounds={"paths": [str(porch)]})
     lease = subprocess.Popen([sys.executable, "-c", LEASE_HOLDER, str(slow)], stdout=subprocess.PIPE,
                              text=True)
     daemon_guard.append(lease)
     assert lease.stdout.readline().strip() == "held"
     log = tmp_path / "vcam.log"
-    proc = _start(config, log)
+    proc = start_logged_daemon(config, log)
     daemon_guard.append(proc)
-    _wait(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames")
+    wait_until(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
+               ignoring=(Exception,))  # not up yet
 
     def switch(results: list) -> None:
         t0 = time.monotonic()
@@ -162,7 +135,7 @@ paths = ["{porch}"]
 def test_a_second_instance_is_refused_before_it_opens_anything(shim, desk_video, tmp_path, daemon_guard):
     fake = FakeCam(tmp_path)
     config = write_config(tmp_path / "c.toml", desk_video, fake.device, on_demand=False)
-    first = _start(config, tmp_path / "first.log", fake.env(shim))
+    first = start_logged_daemon(config, tmp_path / "first.log", fake.env(shim))
     daemon_guard.append(first)
     fake.wait_writes(10, timeout=60)
     sock = Path(os.environ["XDG_RUNTIME_DIR"]) / "vcam.sock"
@@ -185,17 +158,18 @@ def test_a_second_instance_is_refused_before_it_opens_anything(shim, desk_video,
 def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, daemon_guard):
     sock = tmp_path / "vcam.sock"
     config = _null_config(tmp_path, desk_video, sock)
-    proc = _start(config, tmp_path / "vcam.log")
+    proc = start_logged_daemon(config, tmp_path / "vcam.log")
     daemon_guard.append(proc)
 
     def importing() -> bool:  # numpy is mapped: the command's imports (OpenCV, the model) are under way
         return "numpy" in Path(f"/proc/{proc.pid}/maps").read_text()
 
-    _wait(importing, 30, "the imports")
+    wait_until(importing, 30, "the imports", step=0.05, ignoring=(Exception,))
     for _ in range(3):
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.05)
-    _wait(lambda: request(sock, "status")["ok"], 60, "the daemon to come up")
+    wait_until(lambda: request(sock, "status")["ok"], 60, "the daemon to come up", step=0.05,
+               ignoring=(Exception,))  # not up yet
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import other_user_prefix
+from control_rig import toml
 
 from vcam.compositing.look import Look
 from vcam.config import load_settings
@@ -78,8 +79,7 @@ def test_an_unreadable_library_folder_is_skipped_at_start_and_on_reload():
 
         def config(name: str, blur: int, paths: list[str]) -> Path:
             path = base / name
-            path.write_text(f'[effect]\nname = "blur"\nblur = {blur}\n'
-                            f'[backgrounds]\npaths = {json.dumps(paths)}\n')
+            path.write_text(toml({"effect": {"name": "blur", "blur": blur}, "backgrounds": {"paths": paths}}))
             path.chmod(0o644)
             return path
 

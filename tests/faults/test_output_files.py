@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import require_path
+from control_rig import toml
 
 pytestmark = pytest.mark.system  # every test here starts vcam (and mounts a tmpfs as root)
 
@@ -151,7 +152,7 @@ def test_vcam_run_into_an_unwritable_folder_is_one_line(tmp_path):
     clip = require_path("videos", "outdoor_sitting_640x360.mp4")
     with unwritable_folder(tmp_path / "ro") as folder:
         config = tmp_path / "c.toml"
-        config.write_text(f'[output]\nsink = "file"\nfile = "{folder / "out.mp4"}"\n')
+        config.write_text(toml({"output": {"sink": "file", "file": str(folder / "out.mp4")}}))
         proc = vcam("--config", config, "run", "--source", clip,
                     env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
         one_line_error(proc, "out.mp4")

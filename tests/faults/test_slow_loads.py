@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import require_path
+from conftest import require_path, wait_until
 
 import vcam.control.actions as actions
 import vcam.control.library as library_module
@@ -89,9 +89,7 @@ def test_a_stuck_load_is_abandoned_at_its_deadline_and_the_next_runs_on_a_fresh_
         library.close()  # never joins the stuck worker
         assert time.monotonic() - t0 < 0.2
         slow.release.set()
-        deadline = time.monotonic() + 5
-        while not slow.finished and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: slow.finished, 5, "the abandoned load to finish")
         time.sleep(0.3)
         # The abandoned load finished late: its result was discarded (closed), never shown.
         assert [s.index for s in shown] == [1] and library.position == 1

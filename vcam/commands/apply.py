@@ -97,7 +97,7 @@ def _look(settings: Settings, effect: str, background: str | None) -> Look:
     """The Look for this run; 'mask' is file-only and composites nothing."""
     base = look_from_settings(settings.replace("effect", name="none" if effect == "mask" else effect,
                                                background=""))
-    spec = background if background is not None else settings.effect.background
+    spec = background if background is not None else settings.effect.configured_background
     bg: Background | None = None
     if takes_background(effect):
         if not spec:

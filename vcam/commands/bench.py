@@ -4,6 +4,7 @@ speed claims are measured, not guessed; what it measures and how: docs/performan
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -81,11 +82,14 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def prepare_clip(video: Path, size: tuple[int, int], frames: int, directory: Path) -> Path:
-    """`frames` frames of `video` scaled to `size`, MJPG in AVI: what a USB webcam sends."""
+    """`frames` frames of `video` scaled to `size`, MJPG in AVI: what a USB webcam sends. Named by the
+    source's full path, not its stem alone, so that two sources with one file name (--video and
+    --still-video from different folders) don't overwrite each other's clip in `directory`."""
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise BenchError(f"{video}: cannot decode the benchmark video")
-    out = directory / f"{video.stem}_{size[0]}x{size[1]}.avi"
+    source_id = hashlib.sha1(str(video.resolve()).encode()).hexdigest()[:8]
+    out = directory / f"{video.stem}_{source_id}_{size[0]}x{size[1]}.avi"
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
     n = 0
     while n < frames:

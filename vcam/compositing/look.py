@@ -29,7 +29,7 @@ class Look:
 def look_from_settings(settings: Settings, background: Background | None = None) -> Look:
     """The Look the config asks for; loads the background named in [effect] unless one is given."""
     eff = settings.effect
-    if background is None and eff.background and takes_background(eff.name):
+    if background is None and eff.configured_background and takes_background(eff.name):
         background = load_background(eff.background)
     key = parse_color(eff.key_color)
     if key is None:

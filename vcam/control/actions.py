@@ -201,7 +201,7 @@ def _set_effect(controller: Controller, name: str) -> dict | Pending:
         if look.background is None:
             # A background effect with nothing loaded: the config's [effect] background, else the library's
             # current entry, else white. Loaded by the library's loader, never on the frame path.
-            configured = controller.settings.effect.background.strip()
+            configured = controller.settings.effect.configured_background
             color = parse_color(configured) if configured else None
             if color is None and (configured or len(controller.library)):
                 return Pending(controller.library.for_effect(configured, controller.show_switch),

@@ -69,7 +69,7 @@ class ReloadRunner(Protocol):
 def _effect_background(controller: ReloadTarget, new: Settings) -> Background | None:
     """The new [effect] background, loaded by the library's loader (so within its deadline), or None."""
     eff = new.effect
-    if not (eff.background.strip() and takes_background(eff.name)):
+    if not (eff.configured_background and takes_background(eff.name)):
         return None
     return controller.wait(controller.library.load(eff.background)).background
 
