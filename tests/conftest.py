@@ -67,18 +67,20 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0,
     """predicate()'s first true value, asked every `step` s, or fail after `timeout` s naming `what` (a
     callable is asked then, to show the state at the time): tests wait for a state, never a guessed delay.
 
-    `ignoring`: exceptions that mean "not yet" (a daemon whose socket is not up), asked again."""
+    `ignoring`: exceptions that mean "not yet" (a daemon whose socket is not up), asked again; the last
+    one is chained to the timeout's error, so a wait that never succeeds still says why."""
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while True:
         try:
             value = predicate()
-        except ignoring:
-            value = None
+        except ignoring as e:
+            value, last = None, e
         if value:
             return value
         if time.monotonic() > deadline:
             described = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout} s waiting for {described}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {described}") from last
         time.sleep(step)
 
 

@@ -55,6 +55,17 @@ def test_a_blank_effect_background_means_none_configured(tmp_path):
     assert settings.effect.configured_background == ""
 
 
+def test_a_padded_effect_background_is_read_without_its_spaces(tmp_path, background_image):
+    """[effect] background = " /path/pic.jpg " is that picture at startup, as set-effect and apply read it,
+    not a file whose name starts with a space."""
+    from vcam.compositing.look import look_from_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text(toml({"effect": {"name": "replace", "background": f"  {background_image}\t"}}))
+    look = look_from_settings(load_settings(path))
+    assert look.background is not None and look.background.label.endswith(background_image.name)
+
+
 @pytest.mark.parametrize("body,words", [
     ("[effect]\nnmae = 'blur'\n", ["nmae", "unknown key"]),
     ("[efect]\nname = 'blur'\n", ["efect", "unknown section"]),

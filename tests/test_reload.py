@@ -231,6 +231,16 @@ def test_reload_to_replace_from_the_library_never_shows_white_first(rig, blank):
     assert not [s for s in states if s.look.effect == "replace" and s.look.background is None]
 
 
+def test_reload_reads_a_padded_background_without_its_spaces(rig):
+    """[effect] background = " /path/pic.jpg " reloads to that picture, as startup reads it, instead of
+    being refused as a file whose name starts with a space."""
+    picture = require_path("backgrounds", "images", "mate_nature_Aqua.jpg")  # not the library's entry
+    rig.write_config(effect={"name": "replace", "background": f" {picture}\t"})
+    rig.ok("reload")
+    final = rig.wait_state(lambda s: s.look.effect == "replace" and s.look.background is not None)
+    assert final.look.background.label.endswith(picture.name)
+
+
 @pytest.mark.system
 def test_a_reload_that_fails_with_any_error_keeps_the_running_pipeline(rig, tmp_path):
     """A 1x1 PNG as camera fails inside OpenCV (not a VcamError), an unwritable folder fails the file

@@ -83,7 +83,7 @@ def _socket_from_config(config: str | None) -> Path:
 def _absolute_background(arg: str) -> str:
     """A background file named relative to the caller's folder, made absolute (the daemon runs elsewhere);
     an entry number, a colour or a library file name that is not a file here goes as it is."""
-    if arg.strip().isdigit():
+    if arg.strip().isdecimal():
         return arg
     path = os.path.expanduser(arg)
     if os.path.isabs(path):

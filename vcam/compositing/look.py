@@ -30,7 +30,7 @@ def look_from_settings(settings: Settings, background: Background | None = None)
     """The Look the config asks for; loads the background named in [effect] unless one is given."""
     eff = settings.effect
     if background is None and eff.configured_background and takes_background(eff.name):
-        background = load_background(eff.background)
+        background = load_background(eff.configured_background)
     key = parse_color(eff.key_color)
     if key is None:
         raise ConfigError(f"{settings.source_files[-1]}: [effect] key_color is not a colour: "

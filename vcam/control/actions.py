@@ -259,8 +259,8 @@ def previous_background(controller: Controller) -> Pending:
 
 
 def background(controller: Controller, target: str) -> dict | Pending:
-    # a number is always a library entry ("123456" is also six hex digits): colours take '#', a name or r,g,b
-    color = None if target.strip().isdigit() else parse_color(target)
+    # a number is always a library entry: "123456" would also read as hex ('#123456' is that colour)
+    color = None if target.strip().isdecimal() else parse_color(target)
     if color is not None:  # nothing to load: shown at once, never queued behind a slow file
         controller.show_now(ColorBackground(color, target.strip()))
         return _live_summary(controller)

@@ -248,8 +248,8 @@ class BackgroundLibrary:
     def _select(self, job: LoadJob, target: str) -> Switch:
         self._close_retired()
         target = target.strip()
-        index = int(target) - 1 if target.isdigit() else self._entry_named(target)
-        if target.isdigit() and not 0 <= index < len(self.entries):
+        index = int(target) - 1 if target.isdecimal() else self._entry_named(target)
+        if target.isdecimal() and not 0 <= index < len(self.entries):
             raise BackgroundError(f"background {int(target)}: the library has {len(self.entries)} entries "
                                   f"(numbered from 1)")
         if index is not None:

@@ -71,7 +71,7 @@ def _effect_background(controller: ReloadTarget, new: Settings) -> Background | 
     eff = new.effect
     if not (eff.configured_background and takes_background(eff.name)):
         return None
-    return controller.wait(controller.library.load(eff.background)).background
+    return controller.wait(controller.library.load(eff.configured_background)).background
 
 
 def _rejected(e: VcamError, what: str, background: Background | None,
