@@ -18,7 +18,7 @@ from conftest import require_path, start_logged_daemon, wait_until
 from control_rig import toml
 from test_run import FakeCam, write_config
 
-from vcam.control.client import request
+from vcam.control.client import NotRunning, request
 from vcam.errors import VcamError
 
 pytestmark = pytest.mark.system  # every test here starts the `vcam run` daemon
@@ -38,6 +38,12 @@ print("held", flush=True)
 time.sleep(120)
 """
 
+
+def _status(proc: subprocess.Popen, sock: Path) -> dict:
+    """The daemon's status reply; NotRunning while its socket is not up, and a daemon that exited fails the
+    wait at once instead of being waited for."""
+    assert proc.poll() is None, f"the daemon exited ({proc.returncode})"
+    return request(sock, "status")
 
 def _still(tmp_path: Path, desk_video: Path) -> Path:
     cap = cv2.VideoCapture(str(desk_video))
@@ -77,8 +83,8 @@ def test_a_background_whose_open_blocks_never_blocks_the_controls_or_shutdown(tm
     log = tmp_path / "vcam.log"
     proc = start_logged_daemon(config, log)
     daemon_guard.append(proc)
-    wait_until(lambda: request(sock, "status")["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
-               ignoring=(Exception,))  # not up yet
+    wait_until(lambda: _status(proc, sock)["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
+               ignoring=(NotRunning,))  # not up yet
 
     def switch(results: list) -> None:
         t0 = time.monotonic()
@@ -162,14 +168,15 @@ def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, d
     daemon_guard.append(proc)
 
     def importing() -> bool:  # numpy is mapped: the command's imports (OpenCV, the model) are under way
+        assert proc.poll() is None, f"the daemon exited ({proc.returncode})"
         return "numpy" in Path(f"/proc/{proc.pid}/maps").read_text()
 
-    wait_until(importing, 30, "the imports", step=0.05, ignoring=(Exception,))
+    wait_until(importing, 30, "the imports", step=0.05)
     for _ in range(3):
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.05)
-    wait_until(lambda: request(sock, "status")["ok"], 60, "the daemon to come up", step=0.05,
-               ignoring=(Exception,))  # not up yet
+    wait_until(lambda: _status(proc, sock)["ok"], 60, "the daemon to come up", step=0.05,
+               ignoring=(NotRunning,))  # not up yet
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
