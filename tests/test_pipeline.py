@@ -77,7 +77,7 @@ def test_reconfigure_restarts_only_what_changed_and_keeps_old_on_failure(tmp_pat
         # [output] changed: new size, same camera (still open, never released).
         p.reconfigure(s.replace("output", width=640, height=360))
         assert p.status()["size"] == [640, 360] and p.settings.output.width == 640
-        wait_until(lambda: p.stats.ms["composite"] and p.compositor._compositor._hw == (360, 640), 3,
+        wait_until(lambda: p.stats.ms["composite"] and p.compositor._compositor._frame_size == (640, 360), 3,
                  "new size")
         # A bad [camera] is refused; the old camera keeps running.
         bad = p.settings.replace("camera", source=str(tmp_path / "missing.mp4"))

@@ -32,7 +32,7 @@ class Compositor(ABC):
     Outputs: the composited frame, into `out` if given, else into a buffer reused by the next call.
     Options: none; everything that changes the picture is in the Look, per frame.
 
-    A subclass gives `_size()` and `_ensure()` (its frame-sized buffers, `_out` among them), a
+    A subclass gives `_size()` and `_make_buffers()` (its frame-sized buffers, `_out` among them), a
     `_draw_<name>` method for each effect registry entry's `draws`, and `blend()`.
     """
 
@@ -41,6 +41,7 @@ class Compositor(ABC):
         self._solids = SolidColors()  # filled once per size, not every frame
         self._blur = SmallBlur()
         self._reducer = Reducer()  # the blur's small picture when the Matte brings none
+        self._frame_size: tuple[int, int] | None = None  # (width, height) the buffers are for
         self._out: np.ndarray | None = None
         self._draw: dict[str, Draw] = {name: getattr(self, f"_draw_{e.draws}") for name, e in EFFECTS.items()
                                        if e.draws}
@@ -50,8 +51,14 @@ class Compositor(ABC):
         """(width, height) of `frame`; ValueError if it is not in this compositor's format."""
 
     @abstractmethod
+    def _make_buffers(self, size: tuple[int, int]) -> None:
+        """The frame-sized buffers for (width, height) `size`."""
+
     def _ensure(self, size: tuple[int, int]) -> None:
-        """The frame-sized buffers for (width, height) `size`, made once per size."""
+        """The frame-sized buffers, made once per size."""
+        if self._frame_size != size:
+            self._frame_size = size
+            self._make_buffers(size)
 
     @abstractmethod
     def blend(self, frame: np.ndarray, matte: Matte, out: np.ndarray) -> np.ndarray:

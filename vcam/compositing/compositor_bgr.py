@@ -26,7 +26,6 @@ class BGRCompositor(Compositor):
     rgba(): BGRA with the matte as alpha (transparent PNG files)."""
 
     def __init__(self) -> None:
-        self._frame_size: tuple[int, int] | None = None
         super().__init__(PersonSpans())
 
     def _size(self, frame: np.ndarray) -> tuple[int, int]:
@@ -34,10 +33,7 @@ class BGRCompositor(Compositor):
             raise ValueError("BGRCompositor takes BGR frames")
         return frame.shape[1], frame.shape[0]
 
-    def _ensure(self, size: tuple[int, int]) -> None:
-        if self._frame_size == size:
-            return
-        self._frame_size = size
+    def _make_buffers(self, size: tuple[int, int]) -> None:
         w, h = size
         self._alpha3 = np.empty((h, w, 3), np.uint8)
         self._inv3 = np.empty((h, w, 3), np.uint8)

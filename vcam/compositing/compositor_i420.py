@@ -33,7 +33,6 @@ class I420Compositor(Compositor):
     range, and "none" too is a copy (into the output's range)."""
 
     def __init__(self) -> None:
-        self._hw: tuple[int, int] | None = None
         self._small_planes: list[np.ndarray] = []
         super().__init__(PersonSpans(STRIP_ROWS, MIN_STRIPS))
 
@@ -42,11 +41,8 @@ class I420Compositor(Compositor):
             raise ValueError("I420Compositor takes I420 frames")
         return i420.size(frame)
 
-    def _ensure(self, size: tuple[int, int]) -> None:
+    def _make_buffers(self, size: tuple[int, int]) -> None:
         w, h = size
-        if self._hw == (h, w):
-            return
-        self._hw = (h, w)
         full, half = (h, w), (h // 2, w // 2)
         self._out = i420.new(size)
         self._a, self._inv, self._fg = (np.empty(full, np.uint8) for _ in range(3))

@@ -109,7 +109,6 @@ class GuidedFilter(_HalfSizeFilter):
         return cv2.add(dst, self._big_b, dst=dst)
 
 
-
 # The 3x3 system's entries as pairs of guide channels: the products of the guide's channels whose
 # box means give its covariance matrix Sigma (the diagonal first).
 _PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2))
