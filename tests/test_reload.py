@@ -17,7 +17,8 @@ from conftest import require_path, start_logged_daemon, unwritable_folder, wait_
 from control_rig import BLUE_BOXES, KEY_SENT, TOP_LEFT, RecordingSink, Rig, as_sent, close_to, toml
 
 from vcam.control.client import request
-from vcam.control.reload import ConfigWatcher, install_sighup
+from vcam.control.reload import ConfigWatcher, SighupReload
+from vcam.control.signals import SignalInbox
 from vcam.live import sinks as output
 
 
@@ -93,16 +94,20 @@ def test_ctl_reload_and_sighup_apply_changed_sections_only(rig, tmp_path):
     assert rig.ok("reload")["mirror"] is False
     rig.shows(lambda f: close_to(f, as_sent(cv2.flip(rig.still, 0)), tol=0.5))
 
-    # SIGHUP does the same as `vcam ctl reload`.
+    # SIGHUP does the same as `vcam ctl reload`, run by the main loop's wait for signals.
     previous = signal.getsignal(signal.SIGHUP)
-    install_sighup(rig.controller)
+    signals = SignalInbox()
+    sighup = SighupReload(rig.controller, signals)
     try:
         rig.write_config(effect={"name": "transparent"})
         os.kill(os.getpid(), signal.SIGHUP)
+        assert signals.wait(5)
         rig.wait_state(lambda s: s.look.effect == "transparent")
         rig.shows(lambda f: (f[TOP_LEFT] == KEY_SENT).all())
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        sighup.stop()
+        signals.close()
+    assert signal.getsignal(signal.SIGHUP) is previous
 
     # A camera that cannot be opened: refused, the old camera keeps streaming.
     rig.write_config(camera={"source": str(tmp_path / "missing.png")})

@@ -181,3 +181,47 @@ def test_sighup_while_importing_does_not_kill_the_daemon(tmp_path, desk_video, d
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
     assert "Traceback" not in (tmp_path / "vcam.log").read_text()
+
+
+# `vcam run` as the entry point runs it, with one more thread that is inside OpenCV whenever the stop
+# completes (as a background still decoding on the loader's thread is) and an object whose finalizer takes
+# a second, so that the interpreter's shutdown is under way when that thread comes back from OpenCV.
+INSIDE_OPENCV_AT_EXIT = """
+import sys, threading, time
+import cv2
+from vcam.cli import main
+
+picture = cv2.imencode(".png", cv2.resize(cv2.imread(sys.argv[1]), (2400, 1600)))[1]
+
+def decode_forever():
+    while True:
+        cv2.imdecode(picture, cv2.IMREAD_COLOR)
+
+class SlowToFinalize:
+    def __del__(self):
+        time.sleep(1.0)
+
+slow_to_finalize = SlowToFinalize()
+threading.Thread(target=decode_forever, daemon=True).start()
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_thread_inside_opencv_at_exit_does_not_abort_the_stopped_daemon(tmp_path, desk_video, daemon_guard):
+    # Python makes a thread that wants the interpreter back during its shutdown exit, by unwinding its
+    # stack; through OpenCV's C++ frames that calls std::terminate: SIGABRT and a core dump after a
+    # clean stop (seen with a background decode under way: 2 of 16 stops)
+    sock = tmp_path / "vcam.sock"
+    config = _null_config(tmp_path, desk_video, sock, daemon={"on_demand": False})
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", INSIDE_OPENCV_AT_EXIT, str(_still(tmp_path, desk_video)),
+                             "--config", str(config), "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    daemon_guard.append(proc)
+    wait_until(lambda: _status(proc, sock)["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
+               ignoring=(NotRunning,))
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(10)
+    err = proc.stderr.read()
+    assert code == 0 and "terminate called" not in err, (code, err[-1500:])

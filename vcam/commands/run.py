@@ -3,7 +3,8 @@ pipeline gets restarted and a stop request is obeyed at once.
 
 systemd (Type=notify; sdnotify is a no-op outside it): READY=1 once frames can flow, STATUS= every few
 seconds, WATCHDOG=1 only while the output is sending and every pipeline thread is alive. On
-SIGTERM/SIGINT the main thread, which only waits on an Event, stops everything within about 0.5 s.
+SIGTERM/SIGINT the main thread, which only waits for signals between status ticks, stops everything within
+about 0.5 s.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -20,6 +22,7 @@ from vcam.compositing.backgrounds import BackgroundError
 from vcam.compositing.look import Look, look_from_settings
 from vcam.config import EFFECTS, Settings, load_settings
 from vcam.control.runtime import acquire_instance_lock, socket_path
+from vcam.control.signals import SignalInbox
 from vcam.control.wiring import start_controls
 from vcam.live.pipeline import Pipeline
 from vcam.live.state import LiveState, LiveStateHolder
@@ -105,31 +108,51 @@ def run(args: argparse.Namespace) -> int:
     # a refused second instance must not touch the first one's devices.
     instance = acquire_instance_lock(socket_path(settings.control))
     # A reload request while the model is still loading must not kill us (SIGHUP's default; the cli
-    # already ignores it from the start); the controls install the real reload handler once they run.
-    previous = {signal.SIGHUP: signal.signal(signal.SIGHUP, signal.SIG_IGN)}
+    # already ignores it from the start); the controls listen for it once they run.
+    ignored_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signals = SignalInbox()
     try:
-        return _serve(args, settings, previous)
+        code = _serve(args, settings, signals)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.close()
+        signal.signal(signal.SIGHUP, ignored_hup)
         instance.release()
+    exit_now_if_threads_remain(code)
+    return code
 
 
-def _serve(args: argparse.Namespace, settings: Settings, previous: dict) -> int:
+def exit_now_if_threads_remain(code: int) -> None:
+    """Leave without the interpreter's shutdown while any other thread is still running.
+
+    Stopping joins the pipeline's threads only briefly and abandons a background still loading. Python
+    makes a thread that wants the interpreter back during its shutdown exit by unwinding its stack, and
+    through OpenCV's or MediaPipe's C++ frames that ends in std::terminate: SIGABRT and a core dump after a
+    clean stop. Everything that matters (camera, device, socket, lock) is closed by now; logs are flushed."""
+    remaining = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if not remaining:
+        return
+    log.debug("exiting with %s still running", ", ".join(remaining))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _serve(args: argparse.Namespace, settings: Settings, signals: SignalInbox) -> int:
     holder = LiveStateHolder(LiveState(look=startup_look(settings), mirror=settings.output.mirror))
     pipeline = Pipeline(settings, holder)
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("%s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous.update({sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)})
+    stopping: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signals.listen(sig, lambda name=sig.name: stopping.append(name))
     notifier = sdnotify.SystemdNotifier()
     controls: list = []
     pipeline.start()  # VcamError (no device, no permission, bad model) -> exit 2 with the fix
     try:
-        controls = start_controls(pipeline, holder, settings, loader=lambda: settings_from_args(args))
+        controls = start_controls(pipeline, holder, settings, signals,
+                                  loader=lambda: settings_from_args(args))
         notifier.notify("READY=1\nSTATUS=starting")
         log.info("running: %s -> %s (%s)", settings.camera.source,
                  settings.output.device if settings.output.sink == "virtualcam" else settings.output.sink,
@@ -137,8 +160,13 @@ def _serve(args: argparse.Namespace, settings: Settings, previous: dict) -> int:
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         interval = min(STATUS_INTERVAL_S, watchdog_usec / 2e6) if watchdog_usec else STATUS_INTERVAL_S
         watchdog = Watchdog()
-        while not stop.wait(interval):
-            notifier.notify(watchdog.message(pipeline.status()))
+        next_tick = time.monotonic() + interval
+        while not stopping:
+            signals.wait(max(0.0, next_tick - time.monotonic()))  # runs SIGHUP's reload, notes a stop
+            if not stopping and time.monotonic() >= next_tick:
+                notifier.notify(watchdog.message(pipeline.status()))
+                next_tick = time.monotonic() + interval
+        log.info("%s: stopping", stopping[0])
     finally:
         notifier.notify("STOPPING=1")
         # The camera and the device first: whatever a control is busy with (a reload, a background stuck

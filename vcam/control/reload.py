@@ -25,6 +25,7 @@ from vcam.compositing.look import Look, look_from_settings
 from vcam.config import Settings, user_config_path
 from vcam.control.catalog import ActionError
 from vcam.control.library import BackgroundLibrary, Switch
+from vcam.control.signals import SignalInbox
 from vcam.errors import VcamError
 from vcam.live.state import LiveState
 
@@ -163,12 +164,21 @@ def reload_logged(controller: ReloadRunner) -> None:
         log.exception("config reload failed")
 
 
-def install_sighup(controller: ReloadRunner) -> None:
-    """SIGHUP reloads the config (on a thread: a handler must not block the main thread's loop)."""
-    def handler(signum, frame):
-        threading.Thread(target=reload_logged, args=(controller,), name="vcam-sighup-reload",
-                         daemon=True).start()
-    signal.signal(signal.SIGHUP, handler)
+class SighupReload:
+    """SIGHUP reloads the config, on a thread of its own: a reload can wait seconds for a background, and
+    the main loop that receives the signal (SignalInbox) must go on feeding systemd's watchdog. stop()
+    gives SIGHUP back its old handler."""
+
+    def __init__(self, controller: ReloadRunner, signals: SignalInbox) -> None:
+        self._signals = signals
+        signals.listen(signal.SIGHUP, lambda: threading.Thread(
+            target=reload_logged, args=(controller,), name="vcam-sighup-reload", daemon=True).start())
+
+    def stop(self) -> None:
+        self._signals.forget(signal.SIGHUP)
+
+    def __repr__(self) -> str:
+        return "sighup"
 
 
 class ConfigWatcher:

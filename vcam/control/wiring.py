@@ -3,15 +3,15 @@ config watcher and SIGHUP, all calling one Controller's actions."""
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
 
 from vcam.compositing.effects import takes_background
 from vcam.config import Settings
 from vcam.control.actions import Controller, LivePipeline
 from vcam.control.hotkey_backends import Hotkeys
-from vcam.control.reload import ConfigWatcher, install_sighup
+from vcam.control.reload import ConfigWatcher, SighupReload
 from vcam.control.server import ControlServer
+from vcam.control.signals import SignalInbox
 from vcam.errors import VcamError
 from vcam.live.state import LiveStateHolder
 
@@ -31,11 +31,12 @@ class _Stopper:
         return self._label
 
 
-def start_controls(pipeline: LivePipeline, holder: LiveStateHolder, settings: Settings,
+def start_controls(pipeline: LivePipeline, holder: LiveStateHolder, settings: Settings, signals: SignalInbox,
                    loader: Callable[[], Settings] | None = None) -> list:
     """Socket server, hotkeys, config watcher and SIGHUP, all calling one Controller's actions.
 
-    `loader` rebuilds settings on reload (the daemon passes its file + command-line overrides).
+    `signals` delivers SIGHUP (the daemon's main loop runs it); `loader` rebuilds settings on reload (the
+    daemon passes its file + command-line overrides).
     Returns objects with .stop(); the daemon stops them after the pipeline, so the camera is released first.
     """
     controller = Controller(pipeline, holder, settings, loader=loader)
@@ -56,9 +57,7 @@ def start_controls(pipeline: LivePipeline, holder: LiveStateHolder, settings: Se
         controller.reload_listeners.append(lambda new: hotkeys.update(new.hotkeys))
         if settings.control.watch_config:
             controls.insert(0, ConfigWatcher(controller).start())
-        previous = signal.getsignal(signal.SIGHUP)
-        install_sighup(controller)
-        controls.append(_Stopper(lambda: signal.signal(signal.SIGHUP, previous), "sighup"))
+        controls.append(SighupReload(controller, signals))
     except BaseException:
         for c in controls:
             c.stop()
