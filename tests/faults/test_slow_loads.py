@@ -39,19 +39,33 @@ class SlowFiles:
         self.started: list[str] = []
         self.finished: list[str] = []
         self.opened: list = []
+        self._loading = 0  # loads inside load(): finish() waits for them
+        self._count_lock = threading.Lock()
         real = library_module.load_background
 
         def load(spec: str):
-            name = spec.rsplit("/", 1)[-1]
-            if name.startswith("slow"):
-                self.started.append(name)
-                self.release.wait(self.delay)
-                self.finished.append(name)
-            bg = real(spec)
-            self.opened.append(bg)
-            return bg
+            with self._count_lock:
+                self._loading += 1
+            try:
+                name = spec.rsplit("/", 1)[-1]
+                if name.startswith("slow"):
+                    self.started.append(name)
+                    self.release.wait(self.delay)
+                    self.finished.append(name)
+                bg = real(spec)
+                self.opened.append(bg)
+                return bg
+            finally:
+                with self._count_lock:
+                    self._loading -= 1
 
         monkeypatch.setattr(library_module, "load_background", load)
+
+    def finish(self) -> None:
+        """Release the slow loads and wait until every load has returned. A loader thread still decoding
+        (in OpenCV) when pytest's interpreter shuts down aborts the whole run (std::terminate at exit)."""
+        self.release.set()
+        wait_until(lambda: self._loading == 0, 10, "the loads to return")
 
 
 def _copies(images, tmp_path, names: list[str]) -> list:
@@ -94,7 +108,7 @@ def test_a_stuck_load_is_abandoned_at_its_deadline_and_the_next_runs_on_a_fresh_
         # The abandoned load finished late: its result was discarded (closed), never shown.
         assert [s.index for s in shown] == [1] and library.position == 1
     finally:
-        slow.release.set()
+        slow.finish()
         library.close()
 
 
@@ -122,7 +136,7 @@ def test_pause_takes_effect_at_once_behind_two_slow_switches(images, tmp_path, m
         for press in presses:
             press.join(10)
     finally:
-        slow.release.set()
+        slow.finish()
         ctl.close()
 
 
@@ -141,7 +155,7 @@ def test_a_switch_whose_caller_gave_up_is_never_applied(images, tmp_path, monkey
         assert state.look.effect == "blur" and state.look.background is None, state.look
         assert ctl.library.position is None
     finally:
-        slow.release.set()
+        slow.finish()
         ctl.close()
 
 
@@ -161,7 +175,7 @@ def test_colours_are_shown_at_once_over_a_stuck_load_and_win(images, tmp_path, m
         bg = holder.get().look.background
         assert isinstance(bg, ColorBackground) and bg.label == "#ff0000"  # the later choice stays
     finally:
-        slow.release.set()
+        slow.finish()
         ctl.close()
 
 
@@ -179,4 +193,4 @@ def test_close_returns_at_once_with_a_load_in_progress(images, tmp_path, monkeyp
         with pytest.raises(ActionError, match="stopping"):
             ctl.run("next-background")
     finally:
-        slow.release.set()
+        slow.finish()
