@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import re
 import signal
 import sys
+import threading
 
 from vcam import __version__
 from vcam.errors import VcamError
@@ -68,7 +70,36 @@ def quiet_native_logs() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
+def exit_now_if_threads_remain(code: int) -> None:
+    """Leave without the interpreter's shutdown while any other thread is still running.
+
+    A daemon stops its threads with short joins and abandons a background still loading. Python makes a
+    thread that wants the interpreter back during its shutdown exit by unwinding its stack, and through
+    OpenCV's or MediaPipe's C++ frames that ends in std::terminate: SIGABRT and a core dump after a clean
+    stop (docs/control.md, Signals). The commands have closed what matters (camera, device, socket, lock)
+    by the time they return; the log and the standard streams are flushed here."""
+    remaining = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if not remaining:
+        return
+    logging.getLogger(__name__).debug("exiting with %s still running", ", ".join(remaining))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The `vcam` command; as the process's entry point (no `argv`), it also decides how the process ends."""
+    code = _main(argv)
+    if argv is None:
+        exit_now_if_threads_remain(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if argv is None and command_word(words) == "run":
         # A reload request (SIGHUP) while OpenCV and the model load must not kill the daemon (SIGHUP's

@@ -61,11 +61,14 @@ class SlowFiles:
 
         monkeypatch.setattr(library_module, "load_background", load)
 
-    def finish(self) -> None:
-        """Release the slow loads and wait until every load has returned. A loader thread still decoding
-        (in OpenCV) when pytest's interpreter shuts down aborts the whole run (std::terminate at exit)."""
+    def finish(self, closing: Controller | BackgroundLibrary) -> None:
+        """Release the slow loads, close `closing` and wait until its loader threads have ended. A loader
+        thread still in OpenCV (a decode, a prewarm) when pytest's interpreter shuts down aborts the whole
+        run: std::terminate at exit (docs/control.md, Signals)."""
         self.release.set()
-        wait_until(lambda: self._loading == 0, 10, "the loads to return")
+        closing.close()
+        wait_until(lambda: self._loading == 0 and not any(
+            t.name.startswith("vcam-bg-loader") for t in threading.enumerate()), 10, "the loaders to end")
 
 
 def _copies(images, tmp_path, names: list[str]) -> list:
@@ -108,8 +111,7 @@ def test_a_stuck_load_is_abandoned_at_its_deadline_and_the_next_runs_on_a_fresh_
         # The abandoned load finished late: its result was discarded (closed), never shown.
         assert [s.index for s in shown] == [1] and library.position == 1
     finally:
-        slow.finish()
-        library.close()
+        slow.finish(library)
 
 
 def test_pause_takes_effect_at_once_behind_two_slow_switches(images, tmp_path, monkeypatch):
@@ -136,8 +138,7 @@ def test_pause_takes_effect_at_once_behind_two_slow_switches(images, tmp_path, m
         for press in presses:
             press.join(10)
     finally:
-        slow.finish()
-        ctl.close()
+        slow.finish(ctl)
 
 
 def test_a_switch_whose_caller_gave_up_is_never_applied(images, tmp_path, monkeypatch):
@@ -155,8 +156,7 @@ def test_a_switch_whose_caller_gave_up_is_never_applied(images, tmp_path, monkey
         assert state.look.effect == "blur" and state.look.background is None, state.look
         assert ctl.library.position is None
     finally:
-        slow.finish()
-        ctl.close()
+        slow.finish(ctl)
 
 
 def test_colours_are_shown_at_once_over_a_stuck_load_and_win(images, tmp_path, monkeypatch):
@@ -175,8 +175,7 @@ def test_colours_are_shown_at_once_over_a_stuck_load_and_win(images, tmp_path, m
         bg = holder.get().look.background
         assert isinstance(bg, ColorBackground) and bg.label == "#ff0000"  # the later choice stays
     finally:
-        slow.finish()
-        ctl.close()
+        slow.finish(ctl)
 
 
 def test_close_returns_at_once_with_a_load_in_progress(images, tmp_path, monkeypatch):
@@ -193,4 +192,4 @@ def test_close_returns_at_once_with_a_load_in_progress(images, tmp_path, monkeyp
         with pytest.raises(ActionError, match="stopping"):
             ctl.run("next-background")
     finally:
-        slow.finish()
+        slow.finish(ctl)

@@ -133,23 +133,18 @@ MUTANTS: list[Mutant] = [
            '        """Wait up to `timeout` s for signals; run the actions of those that came. '
            'True if any ran."""\n'
            "        if not self._arrived:\n"
-           "            try:\n"
-           "                select.select([self._read_fd], [], [], timeout)\n"
-           "            except InterruptedError:  "
-           "# (PEP 475 retries it; this is for a handler that raises)\n",
+           "            select.select([self._read_fd], [], [], timeout)\n",
            '        self.__dict__.setdefault("_event", __import__("threading").Event()).set()\n'
            "\n"
            "    def wait(self, timeout: float) -> bool:\n"
            '        event = self.__dict__.setdefault("_event", __import__("threading").Event())\n'
            "        if not self._arrived:\n"
-           "            if True:\n"
-           "                event.wait(timeout)\n"
-           "                event.clear()\n"
-           "            if False:\n",
+           "            event.wait(timeout)\n"
+           "            event.clear()\n",
            ("tests/test_signals.py",), "SIGTERM could deadlock the stop: a handler's Event.set() waits "
            "for the lock the interrupted Event.wait() holds"),
-    Mutant("run-exits-through-interpreter-shutdown", "vcam/commands/run.py",
-           "    exit_now_if_threads_remain(code)\n", "",
+    Mutant("exit-through-interpreter-shutdown", "vcam/cli.py",
+           "        exit_now_if_threads_remain(code)\n", "        pass\n",
            ("tests/faults/test_daemon_faults.py",), "a background still decoding at stop could abort vcam "
            "(SIGABRT, a core dump) after a clean stop"),
 ]

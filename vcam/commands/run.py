@@ -12,8 +12,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
-import threading
 import time
 
 import sdnotify
@@ -110,35 +108,15 @@ def run(args: argparse.Namespace) -> int:
     # A reload request while the model is still loading must not kill us (SIGHUP's default; the cli
     # already ignores it from the start); the controls listen for it once they run.
     ignored_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signals = SignalInbox()
+    signals: SignalInbox | None = None
     try:
-        code = _serve(args, settings, signals)
+        signals = SignalInbox()
+        return _serve(args, settings, signals)
     finally:
-        signals.close()
+        if signals is not None:
+            signals.close()
         signal.signal(signal.SIGHUP, ignored_hup)
         instance.release()
-    exit_now_if_threads_remain(code)
-    return code
-
-
-def exit_now_if_threads_remain(code: int) -> None:
-    """Leave without the interpreter's shutdown while any other thread is still running.
-
-    Stopping joins the pipeline's threads only briefly and abandons a background still loading. Python
-    makes a thread that wants the interpreter back during its shutdown exit by unwinding its stack, and
-    through OpenCV's or MediaPipe's C++ frames that ends in std::terminate: SIGABRT and a core dump after a
-    clean stop. Everything that matters (camera, device, socket, lock) is closed by now; logs are flushed."""
-    remaining = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
-    if not remaining:
-        return
-    log.debug("exiting with %s still running", ", ".join(remaining))
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
 
 
 def _serve(args: argparse.Namespace, settings: Settings, signals: SignalInbox) -> int:
@@ -151,12 +129,14 @@ def _serve(args: argparse.Namespace, settings: Settings, signals: SignalInbox) -
     controls: list = []
     pipeline.start()  # VcamError (no device, no permission, bad model) -> exit 2 with the fix
     try:
-        controls = start_controls(pipeline, holder, settings, signals,
-                                  loader=lambda: settings_from_args(args))
-        notifier.notify("READY=1\nSTATUS=starting")
-        log.info("running: %s -> %s (%s)", settings.camera.source,
-                 settings.output.device if settings.output.sink == "virtualcam" else settings.output.sink,
-                 holder.get().look.effect)
+        signals.wait(0)  # a stop asked for while the model loaded: no controls, no READY
+        if not stopping:
+            controls = start_controls(pipeline, holder, settings, signals,
+                                      loader=lambda: settings_from_args(args))
+            notifier.notify("READY=1\nSTATUS=starting")
+            log.info("running: %s -> %s (%s)", settings.camera.source,
+                     settings.output.device if settings.output.sink == "virtualcam" else settings.output.sink,
+                     holder.get().look.effect)
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         interval = min(STATUS_INTERVAL_S, watchdog_usec / 2e6) if watchdog_usec else STATUS_INTERVAL_S
         watchdog = Watchdog()

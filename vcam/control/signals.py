@@ -17,6 +17,7 @@ import logging
 import os
 import select
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,11 @@ class SignalInbox:
         self._arrived: collections.deque[int] = collections.deque()
         self._actions: dict[int, Callable[[], object]] = {}
         self._previous: dict[int, Any] = {}
+        # Python's own C handler writes here too, from whichever thread the kernel picked: a signal taken
+        # by another thread still wakes the main thread's select() at once (only the main thread may set it)
+        self._previous_wakeup_fd: int | None = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
 
     def listen(self, signum: int, action: Callable[[], object]) -> None:
         """From now on `signum` runs `action` in the next wait(); forget() puts the old handler back."""
@@ -39,6 +45,7 @@ class SignalInbox:
         self._previous.setdefault(signum, previous)
 
     def forget(self, signum: int) -> None:
+        """`signum` gets back the handler it had before listen(); one still queued is dropped."""
         if signum in self._previous:
             signal.signal(signum, self._previous.pop(signum))
         self._actions.pop(signum, None)
@@ -54,10 +61,7 @@ class SignalInbox:
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for signals; run the actions of those that came. True if any ran."""
         if not self._arrived:
-            try:
-                select.select([self._read_fd], [], [], timeout)
-            except InterruptedError:  # (PEP 475 retries it; this is for a handler that raises)
-                pass
+            select.select([self._read_fd], [], [], timeout)
         try:
             while os.read(self._read_fd, 512):
                 pass
@@ -79,5 +83,7 @@ class SignalInbox:
         """Put back every handler listen() replaced and close the pipe."""
         for signum in list(self._previous):
             self.forget(signum)
+        if self._previous_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
         for fd in (self._read_fd, self._write_fd):
             os.close(fd)
