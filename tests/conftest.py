@@ -84,11 +84,18 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0,
         time.sleep(step)
 
 
-def start_logged_daemon(config: Path, log: Path, env_changes: dict | None = None) -> subprocess.Popen:
-    """`vcam --config CONFIG run` from this checkout, its output in `log` (read when a test fails), and no
-    X display: keys reach it only through what the test sets up, never the desktop's X server."""
+def daemon_env(changes: dict | None = None) -> dict:
+    """The environment for a daemon from this checkout with no X display: keys reach it only through what
+    the test sets up, never the desktop's X server."""
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    env.update(PYTHONPATH=str(PROJECT_ROOT), **(env_changes or {}))
+    env.update(PYTHONPATH=str(PROJECT_ROOT), **(changes or {}))
+    return env
+
+
+def start_logged_daemon(config: Path, log: Path, env_changes: dict | None = None) -> subprocess.Popen:
+    """`vcam --config CONFIG run` from this checkout (daemon_env), its output in `log` (read when a test
+    fails)."""
+    env = daemon_env(env_changes)
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "vcam", "--config", str(config), "run"],
                                 cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_path, start_logged_daemon, wait_until
+from conftest import daemon_env, require_path, start_logged_daemon, wait_until
 from control_rig import toml
 from test_run import FakeCam, write_config
 
@@ -216,11 +216,9 @@ def test_a_thread_inside_opencv_at_exit_does_not_abort_the_stopped_daemon(tmp_pa
     # OpenCV at that moment is luck, so the test also checks that the shutdown never started.
     sock = tmp_path / "vcam.sock"
     config = _null_config(tmp_path, desk_video, sock, daemon={"on_demand": False})
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen([sys.executable, "-c", INSIDE_OPENCV_AT_EXIT, str(_still(tmp_path, desk_video)),
-                             "--config", str(config), "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--config", str(config), "run"], cwd=ROOT, env=daemon_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     daemon_guard.append(proc)
     wait_until(lambda: _status(proc, sock)["result"]["frames_sent"] > 3, 60, "frames", step=0.05,
                ignoring=(NotRunning,))

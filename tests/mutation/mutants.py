@@ -124,16 +124,14 @@ MUTANTS: list[Mutant] = [
            "key=lambda i: scores[\"file\"][\"iou\"][i])", "key=lambda i: -scores[\"file\"][\"iou\"][i])",
            ("tests/test_eval.py",), "eval would show the best pictures as the worst"),
     Mutant("signal-handler-takes-a-lock", "vcam/control/signals.py",
-           "        try:\n"
-           '            os.write(self._write_fd, b"\\0")\n'
-           "        except OSError:  # full of wake-ups already: the deque has this one\n"
-           "            pass\n"
+           "        self._arrived.append(signum)\n"
            "\n"
            "    def wait(self, timeout: float) -> bool:\n"
            '        """Wait up to `timeout` s for signals; run the actions of those that came. '
            'True if any ran."""\n'
            "        if not self._arrived:\n"
            "            select.select([self._read_fd], [], [], timeout)\n",
+           "        self._arrived.append(signum)\n"
            '        self.__dict__.setdefault("_event", __import__("threading").Event()).set()\n'
            "\n"
            "    def wait(self, timeout: float) -> bool:\n"

@@ -4,8 +4,9 @@ A Python signal handler runs between two bytecodes of whatever the main thread i
 lock can therefore wait for that same thread forever: `Event.set()` from a SIGTERM handler deadlocked when
 the signal landed while the main loop's `Event.wait()` held the Event's lock (docs/control.md, Signals), and
 `Thread.start()` from a SIGHUP handler can meet the thread registry's lock the same way. So the handler here
-only appends the signal's number to a deque and writes a byte to a pipe, neither of which takes a lock
-the interrupted code could hold; `wait()` on the main thread runs the actions.
+only appends the signal's number to a deque, which takes no lock the interrupted code could hold; Python's
+own C-level handler wakes the main loop by writing to the inbox's pipe (`signal.set_wakeup_fd`), and
+`wait()` on the main thread runs the actions.
 
 Inputs: signals for which listen() installed the handler. Outputs: each listened action, run by wait() on
 the calling thread once per signal, in arrival order.
@@ -17,7 +18,6 @@ import logging
 import os
 import select
 import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -32,11 +32,9 @@ class SignalInbox:
         self._arrived: collections.deque[int] = collections.deque()
         self._actions: dict[int, Callable[[], object]] = {}
         self._previous: dict[int, Any] = {}
-        # Python's own C handler writes here too, from whichever thread the kernel picked: a signal taken
-        # by another thread still wakes the main thread's select() at once (only the main thread may set it)
-        self._previous_wakeup_fd: int | None = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        # Python's C handler writes each signal here, from whichever thread the kernel picked, so the main
+        # thread's select() wakes at once. Like signal.signal(), this works only on the main thread.
+        self._previous_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
 
     def listen(self, signum: int, action: Callable[[], object]) -> None:
         """From now on `signum` runs `action` in the next wait(); forget() puts the old handler back."""
@@ -51,12 +49,8 @@ class SignalInbox:
         self._actions.pop(signum, None)
 
     def _arrive(self, signum: int, _frame: object) -> None:
-        # Nothing here may take a lock: deque.append is one C call, os.write one system call.
+        # Nothing here may take a lock: deque.append is one C call. (The pipe was written before this ran.)
         self._arrived.append(signum)
-        try:
-            os.write(self._write_fd, b"\0")
-        except OSError:  # full of wake-ups already: the deque has this one
-            pass
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for signals; run the actions of those that came. True if any ran."""
@@ -83,7 +77,6 @@ class SignalInbox:
         """Put back every handler listen() replaced and close the pipe."""
         for signum in list(self._previous):
             self.forget(signum)
-        if self._previous_wakeup_fd is not None:
-            signal.set_wakeup_fd(self._previous_wakeup_fd)
+        signal.set_wakeup_fd(self._previous_wakeup_fd)
         for fd in (self._read_fd, self._write_fd):
             os.close(fd)
